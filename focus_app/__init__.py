@@ -1,0 +1,54 @@
+"""Flask application factory: `gunicorn 'focus_app:create_app()'`."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask
+
+from focus_app.config import ConfigError, Settings
+from focus_app.db import Database
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    if settings is None:
+        try:
+            settings = Settings.from_env()
+        except ConfigError as exc:
+            raise SystemExit(str(exc)) from None
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        API_TITLE="Focus analytics API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_REDOC_PATH="/redoc",
+        OPENAPI_REDOC_URL="https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
+    )
+    app.extensions["settings"] = settings
+    database = Database.connect(settings.database_url)
+    app.extensions["db"] = database
+    app.extensions["redis"] = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
+    )
+
+    @app.teardown_appcontext
+    def remove_session(_exc: BaseException | None) -> None:
+        database.session.remove()
+
+    from focus_app.api import register_api
+    from workers.celery_app import celery_init_app
+
+    register_api(app)
+    celery_init_app(app)
+    return app

@@ -1,0 +1,79 @@
+"""HTTP API: flask-smorest blueprints under /api/v1, OpenAPI at /api/docs."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from flask_smorest import Api
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+
+from focus_app.services.errors import Conflict, DomainError, InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+class FocusApi(Api):
+    """Every error body carries a message, including the ones Werkzeug raises (404, 405, 413)."""
+
+    def handle_http_exception(self, error: HTTPException):
+        payload, code, headers = super().handle_http_exception(error)
+        if "message" not in payload:
+            payload["message"] = "invalid input, see errors" if code == 422 else error.description
+        return payload, code, headers
+
+
+def register_api(app: Flask) -> Api:
+    app.config.setdefault("API_SPEC_OPTIONS", {
+        "components": {"securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            "adminKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        }},
+        "security": [{"bearerAuth": []}],
+    })
+    api = FocusApi(app)
+
+    from focus_app.api import focus_sessions, health, tasks
+
+    for module in (health, tasks, focus_sessions):
+        api.register_blueprint(module.blp, url_prefix=API_PREFIX + module.URL_PREFIX)
+
+    _register_error_handlers(app, api)
+    return api
+
+
+def _register_error_handlers(app: Flask, api: Api) -> None:
+    status_by_error = {NotFound: 404, Conflict: 409, InvalidInput: 422}
+
+    @app.errorhandler(DomainError)
+    def domain_error(error: DomainError):
+        status = next(code for cls, code in status_by_error.items() if isinstance(error, cls))
+        payload = {"code": status, "message": error.message,
+                   "status": {404: "Not Found", 409: "Conflict", 422: "Unprocessable Entity"}[status]}
+        if error.errors:
+            payload["errors"] = error.errors
+        return payload, status
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(error: OperationalError):
+        log.error("database unavailable: %s", error.orig)
+        return api.handle_http_exception(
+            _with_message(ServiceUnavailable(), "database unavailable, try again shortly")
+        )
+
+    @app.errorhandler(InternalServerError)
+    def internal_error(error: InternalServerError):
+        original = getattr(error, "original_exception", None)
+        if original is not None:
+            log.exception("unhandled error", exc_info=original)
+        return api.handle_http_exception(_with_message(error, "internal error"))
+
+    del domain_error, database_unavailable, internal_error
+
+
+def _with_message(error: HTTPException, message: str) -> HTTPException:
+    error.data = {"message": message}
+    return error

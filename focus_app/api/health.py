@@ -1,0 +1,63 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import current_app
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from focus_app.api.base import Blueprint
+from focus_app.extensions import db_session, redis_client
+
+URL_PREFIX = ""
+blp = Blueprint("service", __name__, description="Liveness and readiness")
+log = logging.getLogger(__name__)
+
+
+@blp.route("/health")
+@blp.doc(security=[])
+def health():
+    """Liveness: the web process answers."""
+    return {"status": "ok"}
+
+
+@blp.route("/ready")
+@blp.doc(security=[])
+def ready():
+    """Readiness: PostgreSQL, Redis and the broker are reachable (503 otherwise)."""
+    checks = {"database": _check_database(), "redis": _check_redis(), "broker": _check_broker()}
+    healthy = all(state == "ok" for state in checks.values())
+    return {"status": "ok" if healthy else "unavailable", "checks": checks}, 200 if healthy else 503
+
+
+def _check_database() -> str:
+    try:
+        db_session().execute(text("SELECT 1"))
+        return "ok"
+    except SQLAlchemyError as exc:
+        log.warning("readiness: database unreachable: %s", exc)
+        return "unreachable"
+
+
+def _check_redis() -> str:
+    try:
+        redis_client().ping()
+        return "ok"
+    except redis.RedisError as exc:
+        log.warning("readiness: redis unreachable: %s", exc)
+        return "unreachable"
+
+
+def _check_broker() -> str:
+    celery = current_app.extensions["celery"]
+    try:
+        with celery.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
+        return "ok"
+    except (BrokerError, OSError) as exc:
+        log.warning("readiness: broker unreachable: %s", exc)
+        return "unreachable"

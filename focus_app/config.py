@@ -1,0 +1,162 @@
+"""Settings from the environment (12-factor), validated once at start-up.
+
+Every process (web, worker, beat, CLI) builds its settings here, so a bad value stops all of them
+with the same single line naming the setting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ENVIRONMENTS = ("production", "development", "test")
+JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
+WEAK_SECRETS = {"secret", "changeme", "change-me", "password", "admin", "dev", "test"}
+MIN_SECRET_LENGTH = 16
+DEV_SECRETS_FILE = Path(".data") / "dev-secrets.json"
+
+
+class ConfigError(Exception):
+    """One invalid setting; its message is the single line shown at start-up."""
+
+    def __init__(self, setting: str, problem: str):
+        super().__init__(f"invalid setting {setting}: {problem}")
+        self.setting = setting
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    jwt_secret: str
+    admin_api_key: str
+    environment: str = "production"
+    broker_url: str = ""
+    result_backend: str = ""
+    jwt_algorithm: str = "HS256"
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    timezone: str = "UTC"
+    profile_update_interval_seconds: int = 300
+    profile_batch_size: int = 500
+    profile_min_sessions: int = 3
+    profile_cache_ttl_seconds: int = 3600
+    update_flag_ttl_seconds: int = 86400
+    unit_republish_after_seconds: int = 600
+    task_soft_time_limit_seconds: int = 240
+    task_time_limit_seconds: int = 300
+    broker_visibility_timeout_seconds: int = 3600
+    max_request_bytes: int = 64 * 1024
+    log_level: str = "INFO"
+    generated_secrets: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        # Broker and result backend default to the one Redis URL; separate URLs may override.
+        if not self.broker_url:
+            object.__setattr__(self, "broker_url", self.redis_url)
+        if not self.result_backend:
+            object.__setattr__(self, "result_backend", self.redis_url)
+        self._validate()
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    def _validate(self) -> None:
+        if self.environment not in ENVIRONMENTS:
+            raise ConfigError("FOCUS_ENV", f"must be one of {', '.join(ENVIRONMENTS)}")
+        if not self.database_url.startswith(("postgresql://", "postgresql+psycopg2://")):
+            raise ConfigError("DATABASE_URL", "must be a postgresql:// URL")
+        for name, url in (
+            ("REDIS_URL", self.redis_url),
+            ("CELERY_BROKER_URL", self.broker_url),
+            ("CELERY_RESULT_BACKEND", self.result_backend),
+        ):
+            if not url.startswith(("redis://", "rediss://", "unix://", "amqp://")):
+                raise ConfigError(name, "must be a redis:// URL")
+        if self.jwt_algorithm not in JWT_ALGORITHMS:
+            raise ConfigError("JWT_ALGORITHM", f"must be one of {', '.join(JWT_ALGORITHMS)}")
+        for name, secret in (("JWT_SECRET", self.jwt_secret), ("ADMIN_API_KEY", self.admin_api_key)):
+            if len(secret) < MIN_SECRET_LENGTH or secret.lower() in WEAK_SECRETS:
+                raise ConfigError(name, f"must be a random value of at least {MIN_SECRET_LENGTH} characters")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError("FOCUS_TIMEZONE", f"unknown timezone {self.timezone!r}") from exc
+        if self.task_soft_time_limit_seconds >= self.task_time_limit_seconds:
+            raise ConfigError("TASK_SOFT_TIME_LIMIT_SECONDS", "must be below TASK_TIME_LIMIT_SECONDS")
+        if self.broker_visibility_timeout_seconds <= self.task_time_limit_seconds:
+            raise ConfigError(
+                "BROKER_VISIBILITY_TIMEOUT_SECONDS",
+                "must be above TASK_TIME_LIMIT_SECONDS, or a running task is delivered twice",
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        environment = env.get("FOCUS_ENV", "production")
+        secrets_found = {name: env.get(name, "") for name in ("JWT_SECRET", "ADMIN_API_KEY")}
+        generated: tuple[str, ...] = ()
+        if environment == "development":
+            secrets_found, generated = _fill_dev_secrets(secrets_found)
+        for name, value in secrets_found.items():
+            if not value:
+                raise ConfigError(name, "is required (set it in the environment)")
+        for required in ("DATABASE_URL", "REDIS_URL"):
+            if not env.get(required):
+                raise ConfigError(required, "is required (set it in the environment)")
+
+        values: dict[str, object] = {
+            "environment": environment,
+            "database_url": env["DATABASE_URL"],
+            "redis_url": env["REDIS_URL"],
+            "broker_url": env.get("CELERY_BROKER_URL", ""),
+            "result_backend": env.get("CELERY_RESULT_BACKEND", ""),
+            "jwt_secret": secrets_found["JWT_SECRET"],
+            "admin_api_key": secrets_found["ADMIN_API_KEY"],
+            "jwt_algorithm": env.get("JWT_ALGORITHM", "HS256"),
+            "jwt_audience": env.get("JWT_AUDIENCE") or None,
+            "jwt_issuer": env.get("JWT_ISSUER") or None,
+            "timezone": env.get("FOCUS_TIMEZONE", "UTC"),
+            "log_level": env.get("LOG_LEVEL", "INFO").upper(),
+            "generated_secrets": generated,
+        }
+        for f in fields(cls):
+            if f.type == "int" and (raw := env.get(f.name.upper())) is not None:
+                values[f.name] = _positive_int(f.name.upper(), raw)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(name, f"must be positive, got {value}")
+    return value
+
+
+def _fill_dev_secrets(found: dict[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Development only: keep generated secrets in .data/ so every process and restart agrees."""
+    stored: dict[str, str] = {}
+    if DEV_SECRETS_FILE.exists():
+        stored = json.loads(DEV_SECRETS_FILE.read_text())
+    generated = []
+    for name, value in found.items():
+        if value:
+            continue
+        if name not in stored:
+            stored[name] = secrets.token_urlsafe(32)
+            generated.append(name)
+        found[name] = stored[name]
+    if generated:
+        DEV_SECRETS_FILE.parent.mkdir(parents=True, exist_ok=True)
+        DEV_SECRETS_FILE.write_text(json.dumps(stored, indent=2))
+        DEV_SECRETS_FILE.chmod(0o600)
+    return found, tuple(generated)

@@ -1,0 +1,21 @@
+"""Accessors for the per-app resources, used by views and tasks (both run in an app context)."""
+
+from __future__ import annotations
+
+import redis
+from flask import current_app
+from sqlalchemy.orm import Session
+
+from focus_app.config import Settings
+
+
+def settings() -> Settings:
+    return current_app.extensions["settings"]
+
+
+def db_session() -> Session:
+    return current_app.extensions["db"].session()
+
+
+def redis_client() -> redis.Redis:
+    return current_app.extensions["redis"]

@@ -1,0 +1,119 @@
+"""Redis keys and the operations on them. Everything here is rebuildable from PostgreSQL.
+
+Redis is an accelerator: when it is down these helpers log the degradation and report it, so
+writes to PostgreSQL still succeed and the periodic job falls back to the database rule.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+log = logging.getLogger(__name__)
+
+UPDATE_FLAG_PREFIX = "focus:needs_update:"
+PROFILE_CACHE_PREFIX = "focus:profile:"
+
+
+def update_flag_key(user_id: str) -> str:
+    return f"{UPDATE_FLAG_PREFIX}{user_id}"
+
+
+def profile_cache_key(user_id: str) -> str:
+    return f"{PROFILE_CACHE_PREFIX}{user_id}"
+
+
+def flag_for_update(client: redis.Redis, user_id: str, version: int, ttl_seconds: int) -> bool:
+    """Flag a user whose sessions reached `version`; the flag only ever moves forward."""
+    try:
+        _RAISE_FLAG(keys=[update_flag_key(user_id)], args=[version, ttl_seconds], client=client)
+        return True
+    except redis.RedisError as exc:
+        log.warning("redis unavailable, user %s not flagged (the database rule catches it): %s",
+                    user_id, exc)
+        return False
+
+
+def flagged_user_ids(client: redis.Redis) -> list[str]:
+    """All users with an update flag; raises RedisError for the caller to degrade."""
+    prefix_length = len(UPDATE_FLAG_PREFIX)
+    return [
+        key.decode()[prefix_length:]
+        for key in client.scan_iter(match=f"{UPDATE_FLAG_PREFIX}*", count=1000)
+    ]
+
+
+def clear_flags_and_cache(
+    client: redis.Redis, processed: Sequence[tuple[str, int | None]]
+) -> bool:
+    """Clear each user's flag unless it was raised past the version just processed.
+
+    A session that ends while its profile is computed raises the flag to a newer version, so
+    that flag survives and the user is computed again: the flag race of seed 000 cannot drop it.
+    A version of None (no such user) clears the flag unconditionally.
+    """
+    if not processed:
+        return True
+    keys = [update_flag_key(user_id) for user_id, _ in processed]
+    keys += [profile_cache_key(user_id) for user_id, _ in processed]
+    versions = ["" if version is None else version for _, version in processed]
+    try:
+        _CLEAR_FLAGS(keys=keys, args=versions, client=client)
+        return True
+    except redis.RedisError as exc:
+        log.warning("redis unavailable, %d flags left for the next run: %s", len(processed), exc)
+        return False
+
+
+def cached_profile(client: redis.Redis, user_id: str) -> dict[str, Any] | None:
+    try:
+        raw = client.get(profile_cache_key(user_id))
+    except redis.RedisError as exc:
+        log.warning("redis unavailable, reading profile from PostgreSQL: %s", exc)
+        return None
+    return json.loads(raw) if raw else None
+
+
+def cache_profile(client: redis.Redis, user_id: str, view: dict[str, Any], ttl_seconds: int) -> None:
+    try:
+        client.set(profile_cache_key(user_id), json.dumps(view), ex=ttl_seconds)
+    except redis.RedisError as exc:
+        log.warning("redis unavailable, profile not cached: %s", exc)
+
+
+class _Script:
+    """A Lua script registered lazily per client (redis-py caches by SHA)."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def __call__(self, keys: list[str], args: list[Any], client: redis.Redis) -> Any:
+        return client.register_script(self.source)(keys=keys, args=args)
+
+
+_RAISE_FLAG = _Script(
+    """
+    local current = tonumber(redis.call('GET', KEYS[1]))
+    if current == nil or current < tonumber(ARGV[1]) then
+        redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+    end
+    """
+)
+
+# KEYS: n flag keys then n cache keys; ARGV: the n versions processed ('' = unconditional).
+_CLEAR_FLAGS = _Script(
+    """
+    local n = #ARGV
+    for i = 1, n do
+        local flag = tonumber(redis.call('GET', KEYS[i]))
+        if ARGV[i] == '' or flag == nil or flag <= tonumber(ARGV[i]) then
+            redis.call('DEL', KEYS[i])
+        end
+        redis.call('DEL', KEYS[n + i])
+    end
+    """
+)

@@ -1,0 +1,253 @@
+"""Focus sessions (seed 001): start, end, history, delete, per-session insights.
+
+Every change to a user's sessions bumps `users.sessions_version` in the same transaction, so the
+profile job finds the user from PostgreSQL even when the Redis flag raised after commit is lost.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from focus_app.models import FocusSession, Task, User, UserFocusProfile
+from focus_app.services.errors import Conflict, InvalidInput, NotFound
+from focus_app.services.insights import SessionFacts, UserAverages, build_session_insights
+
+
+@dataclass(frozen=True)
+class SessionChange:
+    """What the caller needs after a committed change: the row and the version to flag."""
+
+    session: FocusSession | None
+    sessions_version: int
+
+
+def ensure_user(db: Session, user_id: str, timezone: str | None = None) -> None:
+    """Create the user on first use (id = the token's `sub`); one indexed read afterwards."""
+    if db.scalar(select(User.id).where(User.id == user_id)) is not None:
+        return
+    values: dict[str, Any] = {"id": user_id}
+    if timezone:
+        values["timezone"] = timezone
+    db.execute(pg_insert(User).values(**values).on_conflict_do_nothing(index_elements=["id"]))
+    db.commit()
+
+
+def start_session(
+    db: Session,
+    user_id: str,
+    *,
+    expected_duration: int | None,
+    task_id: uuid.UUID | None,
+    context: str | None,
+    session_type: str,
+) -> FocusSession:
+    if task_id is not None:
+        _require_own_task(db, user_id, task_id)
+    now = _db_now(db)
+    session = FocusSession(
+        user_id=user_id,
+        task_id=task_id,
+        start_time=now,
+        actual_start_time=now,
+        expected_duration=expected_duration,
+        context=context,
+        session_type=session_type,
+    )
+    db.add(session)
+    try:
+        db.commit()
+    except IntegrityError as exc:
+        db.rollback()
+        if "uq_focus_sessions_one_active_per_user" not in str(exc.orig):
+            raise
+        active = active_session(db, user_id)
+        raise Conflict(
+            f"session {active.id if active else ''} is still active; end it before starting another",
+            {"active_session_id": str(active.id) if active else None},
+        ) from None
+    return session
+
+
+def end_session(db: Session, user_id: str, session_id: uuid.UUID, **outcome: Any) -> SessionChange:
+    """Record the outcome with server-side timing; a compare-and-set makes a second end a 409."""
+    session = _own_session(db, user_id, session_id)
+    if session.end_time is not None:
+        raise Conflict(f"session {session_id} already ended at {session.end_time.isoformat()}")
+    now = _db_now(db)
+    elapsed_minutes = max(0, round((now - session.start_time).total_seconds() / 60))
+    break_minutes = outcome.get("break_minutes") or 0
+    if break_minutes > elapsed_minutes:
+        raise InvalidInput(
+            "break_minutes exceeds the session's length",
+            {"json": {"break_minutes": [f"must not exceed the {elapsed_minutes} elapsed minutes"]}},
+        )
+    values = {key: value for key, value in outcome.items() if value is not None}
+    ended = db.execute(
+        update(FocusSession)
+        .where(FocusSession.id == session_id, FocusSession.end_time.is_(None))
+        .values(
+            end_time=now,
+            actual_end_time=now,
+            duration_minutes=elapsed_minutes - break_minutes,
+            **values,
+        )
+        .returning(FocusSession)
+    ).scalar_one_or_none()
+    if ended is None:
+        db.rollback()
+        raise Conflict(f"session {session_id} already ended")
+    version = _bump_sessions_version(db, user_id)
+    db.commit()
+    return SessionChange(ended, version)
+
+
+def delete_session(db: Session, user_id: str, session_id: uuid.UUID) -> SessionChange:
+    deleted = db.execute(
+        delete(FocusSession)
+        .where(FocusSession.id == session_id, FocusSession.user_id == user_id)
+        .returning(FocusSession.id)
+    ).scalar_one_or_none()
+    if deleted is None:
+        db.rollback()
+        raise NotFound(f"focus session {session_id} not found")
+    version = _bump_sessions_version(db, user_id)
+    db.commit()
+    return SessionChange(None, version)
+
+
+def active_session(db: Session, user_id: str) -> FocusSession | None:
+    return db.scalars(
+        select(FocusSession).where(FocusSession.user_id == user_id, FocusSession.end_time.is_(None))
+    ).one_or_none()
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    start_date: date | None = None
+    end_date: date | None = None
+    session_type: str | None = None
+    task_id: uuid.UUID | None = None
+    was_completed: bool | None = None
+
+
+def session_history(
+    db: Session, user_id: str, filters: HistoryFilter, page: int, page_size: int
+) -> tuple[list[FocusSession], int]:
+    """Newest first; dates are whole days in the user's timezone."""
+    if filters.start_date and filters.end_date and filters.start_date > filters.end_date:
+        raise InvalidInput(
+            "start_date is after end_date",
+            {"query": {"start_date": ["must not be after end_date"]}},
+        )
+    zone = ZoneInfo(db.scalar(select(User.timezone).where(User.id == user_id)) or "UTC")
+    query: Select = select(FocusSession).where(FocusSession.user_id == user_id)
+    if filters.start_date:
+        query = query.where(
+            FocusSession.start_time >= datetime.combine(filters.start_date, time(), zone)
+        )
+    if filters.end_date:
+        next_day = filters.end_date + timedelta(days=1)
+        query = query.where(FocusSession.start_time < datetime.combine(next_day, time(), zone))
+    if filters.session_type:
+        query = query.where(FocusSession.session_type == filters.session_type)
+    if filters.task_id:
+        query = query.where(FocusSession.task_id == filters.task_id)
+    if filters.was_completed is not None:
+        query = query.where(FocusSession.was_completed.is_(filters.was_completed))
+    total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = db.scalars(
+        query.order_by(FocusSession.start_time.desc(), FocusSession.id)
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    ).all()
+    return list(rows), total
+
+
+def session_insights(db: Session, user_id: str, session_id: uuid.UUID) -> dict[str, Any]:
+    """Compare one ended session with the user's other ended sessions (seed 001 insights)."""
+    session = _own_session(db, user_id, session_id)
+    if session.end_time is None:
+        raise Conflict(f"session {session_id} is still active; insights come after it ends")
+    others = db.execute(
+        select(
+            func.count(),
+            func.avg(FocusSession.duration_minutes),
+            func.avg(FocusSession.interruption_count),
+            func.avg(FocusSession.focus_score),
+        ).where(
+            FocusSession.user_id == user_id,
+            FocusSession.end_time.is_not(None),
+            FocusSession.id != session_id,
+        )
+    ).one()
+    timezone, peak_hours = db.execute(
+        select(User.timezone, UserFocusProfile.peak_focus_hours)
+        .outerjoin(UserFocusProfile, UserFocusProfile.user_id == User.id)
+        .where(User.id == user_id)
+    ).one()
+    averages = UserAverages(
+        sessions=others[0],
+        duration_minutes=_float(others[1]),
+        interruptions=_float(others[2]),
+        focus_score=_float(others[3]),
+    )
+    facts = SessionFacts(
+        duration_minutes=session.duration_minutes or 0,
+        expected_duration=session.expected_duration,
+        interruption_count=session.interruption_count,
+        focus_score=session.focus_score,
+        was_completed=session.was_completed,
+        local_hour=session.start_time.astimezone(ZoneInfo(timezone)).hour,
+    )
+    return {
+        "session_id": session.id,
+        "insights": build_session_insights(facts, averages, peak_hours or []),
+        "compared_with": averages,
+    }
+
+
+def _own_session(db: Session, user_id: str, session_id: uuid.UUID) -> FocusSession:
+    """Another user's session answers exactly like a missing one."""
+    session = db.scalars(
+        select(FocusSession).where(FocusSession.id == session_id, FocusSession.user_id == user_id)
+    ).one_or_none()
+    if session is None:
+        raise NotFound(f"focus session {session_id} not found")
+    return session
+
+
+def _require_own_task(db: Session, user_id: str, task_id: uuid.UUID) -> None:
+    found = db.scalar(select(Task.id).where(Task.id == task_id, Task.user_id == user_id))
+    if found is None:
+        raise InvalidInput("unknown task", {"json": {"task_id": [f"no task {task_id} for this user"]}})
+
+
+def _bump_sessions_version(db: Session, user_id: str) -> int:
+    return db.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(sessions_version=User.sessions_version + 1)
+        .returning(User.sessions_version)
+    ).scalar_one()
+
+
+def _db_now(db: Session) -> datetime:
+    """Server-side timing from PostgreSQL's clock, shared by every web process."""
+    return db.scalar(select(func.now()))
+
+
+def _float(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number

@@ -1,0 +1,79 @@
+"""Real servers for the tests.
+
+TEST_DATABASE_URL / TEST_REDIS_URL point the tests at servers of your own (the database is
+wiped); without them the tests start embedded PostgreSQL and Redis from pip packages, so
+`make test` passes on a machine that has only Python.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+from focus_app.config import Settings
+from focus_app.db import sqlalchemy_url
+from focus_app.devservers import free_port, start_postgres, start_redis
+
+TEST_SECRET = "test-secret-0123456789abcdef0123456789"
+TEST_ADMIN_KEY = "test-admin-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> Iterator[str]:
+    url = os.environ.get("TEST_DATABASE_URL")
+    server = None
+    if url:
+        _reset_schema(url)
+    else:
+        server = start_postgres(tmp_path_factory.mktemp("postgres") / "data", "focus_test")
+        url = server.url
+    yield url
+    del server
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    url = os.environ.get("TEST_REDIS_URL")
+    server = None
+    if url:
+        redis.Redis.from_url(url).flushdb()
+    else:
+        server = start_redis(tmp_path_factory.mktemp("redis"), free_port())
+        url = server.url
+    yield url
+    del server
+
+
+@pytest.fixture(scope="session")
+def test_settings(database_url: str, redis_url: str) -> Settings:
+    return make_settings(database_url, redis_url)
+
+
+def make_settings(database_url: str, redis_url: str, **overrides) -> Settings:
+    values = {
+        "environment": "test",
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "jwt_secret": TEST_SECRET,
+        "admin_api_key": TEST_ADMIN_KEY,
+        "profile_batch_size": 50,
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def _reset_schema(url: str) -> None:
+    engine = create_engine(sqlalchemy_url(url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+ROOT = Path(__file__).resolve().parent.parent

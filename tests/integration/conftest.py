@@ -1,0 +1,85 @@
+"""The app, a real Celery worker (threads pool, in this process) and clean state per test."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from sqlalchemy import text
+
+from focus_app import create_app
+from focus_app.api.auth import issue_token
+from focus_app.migrate import upgrade
+from tests.conftest import TEST_SECRET
+
+TABLES = ("job_run_units", "job_runs", "user_focus_profiles", "focus_sessions", "tasks", "users")
+
+
+@pytest.fixture(scope="session")
+def app(test_settings):
+    upgrade(test_settings.database_url)
+    return create_app(test_settings)
+
+
+@pytest.fixture(scope="session")
+def celery_app(app):
+    return app.extensions["celery"]
+
+
+@pytest.fixture(scope="session")
+def worker(celery_app) -> Iterator[object]:
+    with start_worker(celery_app, pool="threads", concurrency=4, perform_ping_check=False,
+                      loglevel="WARNING", shutdown_timeout=30) as running:
+        yield running
+
+
+@pytest.fixture
+def db(app):
+    session = app.extensions["db"].session()
+    yield session
+    session.rollback()
+    app.extensions["db"].session.remove()
+
+
+@pytest.fixture
+def redis_conn(app):
+    return app.extensions["redis"]
+
+
+@pytest.fixture(autouse=True)
+def clean_state(app):
+    """Every test starts from empty tables, no focus keys and empty queues."""
+    with app.extensions["db"].engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+    client = app.extensions["redis"]
+    for key in client.scan_iter(match="focus:*"):
+        client.delete(key)
+    app.extensions["celery"].control.purge()
+    yield
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def auth() -> Callable[[str], dict[str, str]]:
+    def headers(user_id: str, **kwargs) -> dict[str, str]:
+        return {"Authorization": f"Bearer {issue_token(TEST_SECRET, user_id, **kwargs)}"}
+
+    return headers
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05):
+    """Poll until the predicate is truthy; tests wait on outcomes, never on wall-clock speed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

@@ -1,0 +1,81 @@
+"""The Celery app bound to the Flask app (pattern of Flask's examples/celery)."""
+
+from __future__ import annotations
+
+from celery import Celery, Task
+from flask import Flask
+from kombu import Queue
+
+from beat_schedule import build_beat_schedule
+from focus_app.config import Settings
+
+QUEUES = ("profiles", "analysis", "maintenance", "intelligence", "default")
+TASK_MODULES = ("workers.tasks.profiles",)
+
+
+def celery_config(settings: Settings) -> dict:
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "timezone": settings.timezone,
+        "enable_utc": True,
+        "include": list(TASK_MODULES),
+        # Routing: one queue per job family, each scaled by its own workers.
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_default_queue": "default",
+        "task_routes": {
+            "focus.*": {"queue": "profiles"},
+            "analysis.*": {"queue": "analysis"},
+            "maintenance.*": {"queue": "maintenance"},
+            "intelligence.*": {"queue": "intelligence"},
+            "ops.*": {"queue": "default"},
+        },
+        # Reliability: a task is acknowledged after it ran, and redelivered if its worker died.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": settings.task_soft_time_limit_seconds,
+        "task_time_limit": settings.task_time_limit_seconds,
+        "broker_transport_options": {
+            # Above the hard time limit, or a long task would be handed to a second worker.
+            "visibility_timeout": settings.broker_visibility_timeout_seconds,
+            "queue_order_strategy": "priority",
+        },
+        "result_backend_transport_options": {
+            "visibility_timeout": settings.broker_visibility_timeout_seconds,
+        },
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {
+            "max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 2,
+        },
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Results only where a client polls; tasks opt in with ignore_result=False.
+        "task_ignore_result": True,
+        "result_expires": 24 * 3600,
+        "result_extended": True,
+        # Events on so Flower sees workers and tasks by their dotted names.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        "worker_hijack_root_logger": False,
+        "beat_schedule": build_beat_schedule(settings),
+    }
+
+
+def celery_init_app(app: Flask) -> Celery:
+    class FlaskTask(Task):
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, task_cls=FlaskTask)
+    celery.config_from_object(celery_config(app.extensions["settings"]))
+    celery.set_default()
+    app.extensions["celery"] = celery
+
+    from workers import signals
+
+    signals.connect(app)
+    return celery

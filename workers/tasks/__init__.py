@@ -1,0 +1,1 @@
+"""Task modules: thin wrappers that load ids from their arguments and call one service."""
