@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENVIRONMENTS = ("production", "development", "test")
 JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
+LLM_PROVIDERS = ("none", "anthropic", "openai")
 WEAK_SECRETS = {"secret", "changeme", "change-me", "password", "admin", "dev", "test"}
 MIN_SECRET_LENGTH = 16
 DEV_SECRETS_FILE = Path(".data") / "dev-secrets.json"
@@ -53,6 +54,15 @@ class Settings:
     broker_visibility_timeout_seconds: int = 3600
     max_request_bytes: int = 64 * 1024
     log_level: str = "INFO"
+    # LLM provider shared by the analysers: "none" (deterministic, default), "anthropic" or
+    # "openai" (any OpenAI-compatible chat endpoint, local model servers included).
+    llm_provider: str = "none"
+    llm_api_key: str = ""
+    llm_base_url: str = ""
+    llm_model: str = ""
+    llm_timeout_seconds: int = 30
+    llm_cost_input_per_mtok: float = 0.0
+    llm_cost_output_per_mtok: float = 0.0
     generated_secrets: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -88,6 +98,7 @@ class Settings:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ConfigError("FOCUS_TIMEZONE", f"unknown timezone {self.timezone!r}") from exc
+        self._validate_llm()
         if self.task_soft_time_limit_seconds >= self.task_time_limit_seconds:
             raise ConfigError("TASK_SOFT_TIME_LIMIT_SECONDS", "must be below TASK_TIME_LIMIT_SECONDS")
         if self.broker_visibility_timeout_seconds <= self.task_time_limit_seconds:
@@ -95,6 +106,16 @@ class Settings:
                 "BROKER_VISIBILITY_TIMEOUT_SECONDS",
                 "must be above TASK_TIME_LIMIT_SECONDS, or a running task is delivered twice",
             )
+
+    def _validate_llm(self) -> None:
+        if self.llm_provider not in LLM_PROVIDERS:
+            raise ConfigError("LLM_PROVIDER", f"must be one of {', '.join(LLM_PROVIDERS)}")
+        if self.llm_provider == "anthropic" and not self.llm_api_key:
+            raise ConfigError("LLM_API_KEY", "is required with LLM_PROVIDER=anthropic")
+        if self.llm_provider == "openai" and not self.llm_base_url:
+            raise ConfigError("LLM_BASE_URL", "is required with LLM_PROVIDER=openai")
+        if self.llm_base_url and not self.llm_base_url.startswith(("http://", "https://")):
+            raise ConfigError("LLM_BASE_URL", "must be an http(s):// URL")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -124,11 +145,20 @@ class Settings:
             "jwt_issuer": env.get("JWT_ISSUER") or None,
             "timezone": env.get("FOCUS_TIMEZONE", "UTC"),
             "log_level": env.get("LOG_LEVEL", "INFO").upper(),
+            "llm_provider": env.get("LLM_PROVIDER", "none"),
+            "llm_api_key": env.get("LLM_API_KEY", ""),
+            "llm_base_url": env.get("LLM_BASE_URL", ""),
+            "llm_model": env.get("LLM_MODEL", ""),
             "generated_secrets": generated,
         }
         for f in fields(cls):
-            if f.type == "int" and (raw := env.get(f.name.upper())) is not None:
+            raw = env.get(f.name.upper())
+            if raw is None:
+                continue
+            if f.type == "int":
                 values[f.name] = _positive_int(f.name.upper(), raw)
+            elif f.type == "float":
+                values[f.name] = _non_negative_float(f.name.upper(), raw)
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -142,21 +172,35 @@ def _positive_int(name: str, raw: str) -> int:
     return value
 
 
+def _non_negative_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+    if not value >= 0:
+        raise ConfigError(name, f"must not be negative, got {raw}")
+    return value
+
+
 def _fill_dev_secrets(found: dict[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
-    """Development only: keep generated secrets in .data/ so every process and restart agrees."""
+    generated = []
+    for name, value in found.items():
+        if not value:
+            found[name], was_generated = dev_secret(name)
+            if was_generated:
+                generated.append(name)
+    return found, tuple(generated)
+
+
+def dev_secret(name: str) -> tuple[str, bool]:
+    """Development only: a generated secret kept in .data/, so every process and restart agrees."""
     stored: dict[str, str] = {}
     if DEV_SECRETS_FILE.exists():
         stored = json.loads(DEV_SECRETS_FILE.read_text())
-    generated = []
-    for name, value in found.items():
-        if value:
-            continue
-        if name not in stored:
-            stored[name] = secrets.token_urlsafe(32)
-            generated.append(name)
-        found[name] = stored[name]
-    if generated:
-        DEV_SECRETS_FILE.parent.mkdir(parents=True, exist_ok=True)
-        DEV_SECRETS_FILE.write_text(json.dumps(stored, indent=2))
-        DEV_SECRETS_FILE.chmod(0o600)
-    return found, tuple(generated)
+    if name in stored:
+        return stored[name], False
+    stored[name] = secrets.token_urlsafe(32)
+    DEV_SECRETS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    DEV_SECRETS_FILE.write_text(json.dumps(stored, indent=2))
+    DEV_SECRETS_FILE.chmod(0o600)
+    return stored[name], True

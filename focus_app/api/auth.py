@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jwt
@@ -45,11 +47,16 @@ def current_user_id() -> str:
     return g.user_id
 
 
-def issue_token(secret: str, user_id: str, *, hours: float = 24 * 30, algorithm: str = "HS256",
-                audience: str | None = None, issuer: str | None = None) -> str:
+def issue_token(
+    secret: str,
+    user_id: str,
+    *,
+    hours: float = 24 * 30,
+    algorithm: str = "HS256",
+    audience: str | None = None,
+    issuer: str | None = None,
+) -> str:
     """A token for development and tests; production tokens come from the identity provider."""
-    import time
-
     now = int(time.time())
     claims = {"sub": user_id, "iat": now, "exp": now + int(hours * 3600)}
     if audience:
@@ -72,3 +79,19 @@ def _valid_zone(name: object) -> str | None:
 
 def _unauthorized(message: str, error: str = "invalid_token") -> None:
     abort(401, message=message, headers={"WWW-Authenticate": f'Bearer error="{error}"'})
+
+
+def require_admin() -> None:
+    """before_request hook for admin blueprints: X-API-Key, compared in constant time."""
+    supplied = request.headers.get("X-API-Key", "")
+    if not supplied:
+        abort(
+            401, message="missing X-API-Key header", headers={"WWW-Authenticate": 'ApiKey header="X-API-Key"'}
+        )
+    if not hmac.compare_digest(supplied.encode(), settings().admin_api_key.encode()):
+        abort(403, message="wrong API key")
+    g.admin = True
+
+
+def is_admin_request() -> bool:
+    return "X-API-Key" in request.headers

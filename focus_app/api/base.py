@@ -14,8 +14,11 @@ class JsonErrorParser(FlaskParser):
     DEFAULT_VALIDATION_STATUS = 422
 
     def _handle_invalid_json_error(
-        self, error: json.JSONDecodeError | UnicodeDecodeError, req: flask.Request,
-        *args: typing.Any, **kwargs: typing.Any,
+        self,
+        error: json.JSONDecodeError | UnicodeDecodeError,
+        req: flask.Request,
+        *args: typing.Any,
+        **kwargs: typing.Any,
     ) -> typing.NoReturn:
         abort(422, messages={"json": ["Invalid JSON body."]})
 

@@ -25,12 +25,19 @@ MAX_FOCUS_QUALITY_BYTES = 4096
 
 class StartSessionSchema(ma.Schema):
     expected_duration = ma.fields.Integer(
-        strict=True, load_default=None, allow_none=True, validate=validate.Range(min=1, max=720),
+        strict=True,
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=1, max=720),
         metadata={"description": "Planned minutes"},
     )
     task_id = ma.fields.UUID(load_default=None, allow_none=True)
-    context = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500),
-                               metadata={"example": "Studying Chapter 5 - Biology"})
+    context = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=500),
+        metadata={"example": "Studying Chapter 5 - Biology"},
+    )
     session_type = ma.fields.String(load_default="pomodoro", validate=validate.OneOf(SESSION_TYPES))
 
 
@@ -41,18 +48,22 @@ def _small_json(value: dict) -> None:
 
 class EndSessionSchema(ma.Schema):
     was_completed = ma.fields.Boolean(required=True)
-    focus_score = ma.fields.Integer(strict=True, load_default=None, allow_none=True,
-                                    validate=validate.Range(min=1, max=5))
-    interruption_count = ma.fields.Integer(strict=True, load_default=None,
-                                           validate=validate.Range(min=0, max=99))
-    break_minutes = ma.fields.Integer(strict=True, load_default=None,
-                                      validate=validate.Range(min=0, max=720))
-    cycles_completed = ma.fields.Integer(strict=True, load_default=None,
-                                         validate=validate.Range(min=0, max=100))
-    session_notes = ma.fields.String(load_default=None, allow_none=True,
-                                     validate=validate.Length(max=2000))
-    focus_quality = ma.fields.Dict(keys=ma.fields.String(validate=validate.Length(min=1, max=50)),
-                                   load_default=None, validate=_small_json)
+    focus_score = ma.fields.Integer(
+        strict=True, load_default=None, allow_none=True, validate=validate.Range(min=1, max=5)
+    )
+    interruption_count = ma.fields.Integer(
+        strict=True, load_default=None, validate=validate.Range(min=0, max=99)
+    )
+    break_minutes = ma.fields.Integer(strict=True, load_default=None, validate=validate.Range(min=0, max=720))
+    cycles_completed = ma.fields.Integer(
+        strict=True, load_default=None, validate=validate.Range(min=0, max=100)
+    )
+    session_notes = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+    focus_quality = ma.fields.Dict(
+        keys=ma.fields.String(validate=validate.Length(min=1, max=50)),
+        load_default=None,
+        validate=_small_json,
+    )
 
 
 class SessionSchema(ma.Schema):
@@ -183,8 +194,11 @@ def profile():
     """The caller's focus profile (cached for an hour), or why there is none yet"""
     config = settings()
     return profiles.profile_view(
-        db_session(), redis_client(), current_user_id(),
-        min_sessions=config.profile_min_sessions, cache_ttl_seconds=config.profile_cache_ttl_seconds,
+        db_session(),
+        redis_client(),
+        current_user_id(),
+        min_sessions=config.profile_min_sessions,
+        cache_ttl_seconds=config.profile_cache_ttl_seconds,
     )
 
 
@@ -205,5 +219,6 @@ def delete_session(session_id):
 
 def _flag_for_profile_update(change: SessionChange) -> None:
     """After the commit; if Redis is down the database rule still finds the user."""
-    cache.flag_for_update(redis_client(), current_user_id(), change.sessions_version,
-                          settings().update_flag_ttl_seconds)
+    cache.flag_for_update(
+        redis_client(), current_user_id(), change.sessions_version, settings().update_flag_ttl_seconds
+    )

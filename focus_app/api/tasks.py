@@ -19,9 +19,12 @@ blp.before_request(require_user)
 class TaskCreateSchema(ma.Schema):
     title = ma.fields.String(required=True, validate=validate.Length(min=1, max=200))
     course = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
-    task_type = ma.fields.String(load_default=None, allow_none=True,
-                                 validate=validate.Length(max=50),
-                                 metadata={"example": "assignment"})
+    task_type = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=50),
+        metadata={"example": "assignment"},
+    )
 
 
 class TaskSchema(ma.Schema):

@@ -75,9 +75,7 @@ class JobRunUnit(Base):
         Index("ix_job_run_units_pending", "created_at", postgresql_where=text("status = 'pending'")),
     )
 
-    run_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("job_runs.id", ondelete="CASCADE"), primary_key=True
-    )
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("job_runs.id", ondelete="CASCADE"), primary_key=True)
     unit_no: Mapped[int] = mapped_column(Integer, primary_key=True)
     payload: Mapped[list[Any]] = mapped_column(JSONB, nullable=False)
     status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="pending")

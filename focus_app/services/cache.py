@@ -33,8 +33,7 @@ def flag_for_update(client: redis.Redis, user_id: str, version: int, ttl_seconds
         _RAISE_FLAG(keys=[update_flag_key(user_id)], args=[version, ttl_seconds], client=client)
         return True
     except redis.RedisError as exc:
-        log.warning("redis unavailable, user %s not flagged (the database rule catches it): %s",
-                    user_id, exc)
+        log.warning("redis unavailable, user %s not flagged (the database rule catches it): %s", user_id, exc)
         return False
 
 
@@ -42,14 +41,11 @@ def flagged_user_ids(client: redis.Redis) -> list[str]:
     """All users with an update flag; raises RedisError for the caller to degrade."""
     prefix_length = len(UPDATE_FLAG_PREFIX)
     return [
-        key.decode()[prefix_length:]
-        for key in client.scan_iter(match=f"{UPDATE_FLAG_PREFIX}*", count=1000)
+        key.decode()[prefix_length:] for key in client.scan_iter(match=f"{UPDATE_FLAG_PREFIX}*", count=1000)
     ]
 
 
-def clear_flags_and_cache(
-    client: redis.Redis, processed: Sequence[tuple[str, int | None]]
-) -> bool:
+def clear_flags_and_cache(client: redis.Redis, processed: Sequence[tuple[str, int | None]]) -> bool:
     """Clear each user's flag unless it was raised past the version just processed.
 
     A session that ends while its profile is computed raises the flag to a newer version, so

@@ -152,9 +152,7 @@ def session_history(
     zone = ZoneInfo(db.scalar(select(User.timezone).where(User.id == user_id)) or "UTC")
     query: Select = select(FocusSession).where(FocusSession.user_id == user_id)
     if filters.start_date:
-        query = query.where(
-            FocusSession.start_time >= datetime.combine(filters.start_date, time(), zone)
-        )
+        query = query.where(FocusSession.start_time >= datetime.combine(filters.start_date, time(), zone))
     if filters.end_date:
         next_day = filters.end_date + timedelta(days=1)
         query = query.where(FocusSession.start_time < datetime.combine(next_day, time(), zone))

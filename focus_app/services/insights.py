@@ -44,50 +44,72 @@ def build_session_insights(
 
     minutes = facts.duration_minutes
     if averages.sessions == 0 or not averages.duration_minutes:
-        add("neutral", "duration",
-            f"You focused {minutes}min. Comparisons with your averages start after your next session.")
+        add(
+            "neutral",
+            "duration",
+            f"You focused {minutes}min. Comparisons with your averages start after your next session.",
+        )
     else:
         average = averages.duration_minutes
         change = round((minutes - average) / average * 100)
         if change >= LONGER_THAN_USUAL_PCT:
-            add("positive", "duration",
-                f"Great job! You focused {minutes}min, {change}% longer than your average.")
+            add(
+                "positive",
+                "duration",
+                f"Great job! You focused {minutes}min, {change}% longer than your average.",
+            )
         elif change <= -SHORTER_THAN_USUAL_PCT:
-            add("suggestion", "duration",
+            add(
+                "suggestion",
+                "duration",
                 f"This session was {-change}% shorter than your average of {round(average)}min. "
-                "A quieter slot may help you settle in.")
+                "A quieter slot may help you settle in.",
+            )
         else:
-            add("neutral", "duration",
-                f"You focused {minutes}min, close to your average of {round(average)}min.")
+            add(
+                "neutral",
+                "duration",
+                f"You focused {minutes}min, close to your average of {round(average)}min.",
+            )
 
     if facts.interruption_count == 0:
         add("positive", "interruptions", "Perfect focus! No interruptions during this session.")
     elif averages.interruptions is not None and facts.interruption_count > averages.interruptions:
-        add("suggestion", "interruptions",
+        add(
+            "suggestion",
+            "interruptions",
             f"{facts.interruption_count} interruptions, more than your average of "
-            f"{averages.interruptions:.1f}. Silencing notifications may help.")
+            f"{averages.interruptions:.1f}. Silencing notifications may help.",
+        )
     else:
-        add("neutral", "interruptions",
-            f"{facts.interruption_count} interruptions, no more than usual for you.")
+        add(
+            "neutral",
+            "interruptions",
+            f"{facts.interruption_count} interruptions, no more than usual for you.",
+        )
 
     if facts.focus_score is not None:
         if facts.focus_score >= HIGH_SCORE:
             add("positive", "focus_score", "You rated this session highly. Keep up the great work!")
         elif facts.focus_score <= LOW_SCORE:
-            add("suggestion", "focus_score",
+            add(
+                "suggestion",
+                "focus_score",
                 f"You rated this session {facts.focus_score}/5. Note what got in the way, "
-                "so you can plan around it next time.")
+                "so you can plan around it next time.",
+            )
 
     if facts.expected_duration:
         overrun = round((minutes - facts.expected_duration) / facts.expected_duration * 100)
         if overrun > OVERRUN_PCT:
-            add("neutral", "estimate",
-                f"This took {overrun}% longer than the {facts.expected_duration}min you planned.")
+            add(
+                "neutral",
+                "estimate",
+                f"This took {overrun}% longer than the {facts.expected_duration}min you planned.",
+            )
         elif facts.was_completed:
-            add("positive", "estimate",
-                f"Finished within your {facts.expected_duration}-minute estimate.")
+            add("positive", "estimate", f"Finished within your {facts.expected_duration}-minute estimate.")
 
     if facts.local_hour in peak_hours:
-        add("positive", "peak_hour",
-            f"You worked in one of your peak focus hours ({facts.local_hour}:00).")
+        add("positive", "peak_hour", f"You worked in one of your peak focus hours ({facts.local_hour}:00).")
     return insights

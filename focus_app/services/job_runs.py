@@ -101,7 +101,12 @@ def claim_unit(db: Session, run_id: uuid.UUID, unit_no: int, status: str = "done
 
 
 def count_unit(
-    db: Session, run_id: uuid.UUID, *, succeeded: int = 0, failed: int = 0, skipped: int = 0,
+    db: Session,
+    run_id: uuid.UUID,
+    *,
+    succeeded: int = 0,
+    failed: int = 0,
+    skipped: int = 0,
     error: str | None = None,
 ) -> JobRun | None:
     """Add a claimed unit's counts; returns the run when this unit was its last one."""
@@ -131,9 +136,7 @@ def finish_run(db: Session, run: JobRun, status: str | None = None, result: dict
         .values(
             status=status or ("failed" if run.failed else "success"),
             finished_at=func.now(),
-            duration_ms=func.floor(
-                func.extract("epoch", func.clock_timestamp() - JobRun.started_at) * 1000
-            ),
+            duration_ms=func.floor(func.extract("epoch", func.clock_timestamp() - JobRun.started_at) * 1000),
             result=result if result is not None else JobRun.result,
         )
         .returning(JobRun.status, JobRun.duration_ms, JobRun.finished_at)

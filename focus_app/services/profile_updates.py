@@ -60,8 +60,14 @@ def plan_update(
     user_ids: list[str] | None = None,
     republish_after_seconds: int = 600,
 ) -> UpdatePlan:
-    start = job_runs.start_run(db, JOB_NAME, trigger, slot=slot, task_id=task_id,
-                               scope="users" if user_ids is None else f"{len(user_ids)} users")
+    start = job_runs.start_run(
+        db,
+        JOB_NAME,
+        trigger,
+        slot=slot,
+        task_id=task_id,
+        scope="users" if user_ids is None else f"{len(user_ids)} users",
+    )
     run = start.run
     if run is None:
         db.rollback()
@@ -84,16 +90,31 @@ def plan_update(
         job_runs.finish_run(db, run, result={"users": 0})
     db.commit()
 
-    log.info("profile update started run=%s trigger=%s users=%d batches=%d sources=%s",
-             run.id, trigger, len(targets), len(batches), sources)
+    log.info(
+        "profile update started run=%s trigger=%s users=%d batches=%d sources=%s",
+        run.id,
+        trigger,
+        len(targets),
+        len(batches),
+        sources,
+    )
     if lost:
         log.warning("republishing %d profile batches whose messages were lost", len(lost))
     if not batches:
-        log.info("profile update finished run=%s success=0 failed=0 skipped=0 duration_ms=%s",
-                 run.id, run.duration_ms)
+        log.info(
+            "profile update finished run=%s success=0 failed=0 skipped=0 duration_ms=%s",
+            run.id,
+            run.duration_ms,
+        )
     units = [(run.id, n, batch) for n, batch in enumerate(batches)] + lost
-    summary = {"status": "started", "run_id": str(run.id), "users": len(targets),
-               "batches": len(batches), "republished": len(lost), "sources": sources}
+    summary = {
+        "status": "started",
+        "run_id": str(run.id),
+        "users": len(targets),
+        "batches": len(batches),
+        "republished": len(lost),
+        "sources": sources,
+    }
     return UpdatePlan(run.id, units, summary)
 
 
@@ -134,9 +155,7 @@ def compute_batch(
     return {"status": "done", "computed": outcome.computed, "skipped": outcome.skipped}
 
 
-def record_batch_failure(
-    db: Session, run_id: uuid.UUID, unit_no: int, user_count: int, error: str
-) -> None:
+def record_batch_failure(db: Session, run_id: uuid.UUID, unit_no: int, user_count: int, error: str) -> None:
     """A batch out of retries: count its users as failed. Their flags stay for the next run."""
     if not job_runs.claim_unit(db, run_id, unit_no, status="failed"):
         db.rollback()
@@ -149,5 +168,12 @@ def record_batch_failure(
 
 
 def _log_finished(run) -> None:
-    log.info("profile update finished run=%s status=%s success=%d failed=%d skipped=%d duration_ms=%s",
-             run.id, run.status, run.succeeded, run.failed, run.skipped, run.duration_ms)
+    log.info(
+        "profile update finished run=%s status=%s success=%d failed=%d skipped=%d duration_ms=%s",
+        run.id,
+        run.status,
+        run.succeeded,
+        run.failed,
+        run.skipped,
+        run.duration_ms,
+    )

@@ -154,9 +154,7 @@ FROM batch b LEFT JOIN upserted u USING (user_id)
 
 def compute_profiles(db: Session, user_ids: list[str], min_sessions: int) -> BatchOutcome:
     """Upsert the profiles of a batch in one statement; the caller commits."""
-    rows = db.execute(
-        COMPUTE_PROFILES_SQL, {"user_ids": list(user_ids), "min_sessions": min_sessions}
-    ).all()
+    rows = db.execute(COMPUTE_PROFILES_SQL, {"user_ids": list(user_ids), "min_sessions": min_sessions}).all()
     seen = {row.user_id: row.sessions_version for row in rows}
     requested = list(dict.fromkeys(user_ids))
     computed = sum(1 for row in rows if row.computed)
@@ -168,10 +166,19 @@ def compute_profiles(db: Session, user_ids: list[str], min_sessions: int) -> Bat
 
 
 PROFILE_FIELDS = (
-    "avg_focus_duration_minutes", "avg_break_duration_minutes", "avg_interruption_count",
-    "avg_completion_ratio", "avg_underestimation_pct", "peak_focus_hours", "peak_focus_days",
-    "total_sessions_count", "completed_sessions_count", "focus_by_hour", "performance_by_course",
-    "last_computed_at", "sessions_analyzed_count",
+    "avg_focus_duration_minutes",
+    "avg_break_duration_minutes",
+    "avg_interruption_count",
+    "avg_completion_ratio",
+    "avg_underestimation_pct",
+    "peak_focus_hours",
+    "peak_focus_days",
+    "total_sessions_count",
+    "completed_sessions_count",
+    "focus_by_hour",
+    "performance_by_course",
+    "last_computed_at",
+    "sessions_analyzed_count",
 )
 
 
@@ -182,9 +189,7 @@ def profile_view(
     cached = cache.cached_profile(client, user_id)
     if cached is not None:
         return cached
-    profile = db.scalars(
-        select(UserFocusProfile).where(UserFocusProfile.user_id == user_id)
-    ).one_or_none()
+    profile = db.scalars(select(UserFocusProfile).where(UserFocusProfile.user_id == user_id)).one_or_none()
     if profile is not None:
         view = {
             "status": "ready",
@@ -195,18 +200,28 @@ def profile_view(
         }
         cache.cache_profile(client, user_id, view, cache_ttl_seconds)
         return view
-    ended = db.scalar(
-        select(func.count()).where(FocusSession.user_id == user_id, FocusSession.end_time.is_not(None))
-    ) or 0
+    ended = (
+        db.scalar(
+            select(func.count()).where(FocusSession.user_id == user_id, FocusSession.end_time.is_not(None))
+        )
+        or 0
+    )
     if ended < min_sessions:
         status = "insufficient_data"
-        message = (f"Complete {min_sessions - ended} more focus session(s) to see your profile "
-                   f"({ended} of {min_sessions}).")
+        message = (
+            f"Complete {min_sessions - ended} more focus session(s) to see your profile "
+            f"({ended} of {min_sessions})."
+        )
     else:
         status = "pending"
         message = "Your profile is being computed; it appears within a few minutes."
-    return {"status": status, "sessions_required": min_sessions, "sessions_recorded": ended,
-            "message": message, "profile": None}
+    return {
+        "status": status,
+        "sessions_required": min_sessions,
+        "sessions_recorded": ended,
+        "message": message,
+        "profile": None,
+    }
 
 
 def _jsonable(value: Any) -> Any:

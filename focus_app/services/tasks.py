@@ -8,8 +8,7 @@ from sqlalchemy.orm import Session
 from focus_app.models import Task
 
 
-def create_task(db: Session, user_id: str, *, title: str, course: str | None,
-                task_type: str | None) -> Task:
+def create_task(db: Session, user_id: str, *, title: str, course: str | None, task_type: str | None) -> Task:
     task = Task(user_id=user_id, title=title, course=course, task_type=task_type)
     db.add(task)
     db.commit()

@@ -12,9 +12,12 @@ from sqlalchemy import text
 from focus_app import create_app
 from focus_app.api.auth import issue_token
 from focus_app.migrate import upgrade
+from focus_app.models import Base
 from tests.conftest import TEST_SECRET
 
-TABLES = ("job_run_units", "job_runs", "user_focus_profiles", "focus_sessions", "tasks", "users")
+# Application keys only: the broker's own keys in the same Redis are purged through Celery.
+CACHE_KEY_PATTERNS = ("focus:*", "brief:*")
+TABLES = [table.name for table in Base.metadata.sorted_tables]
 
 
 @pytest.fixture(scope="session")
@@ -30,8 +33,14 @@ def celery_app(app):
 
 @pytest.fixture(scope="session")
 def worker(celery_app) -> Iterator[object]:
-    with start_worker(celery_app, pool="threads", concurrency=4, perform_ping_check=False,
-                      loglevel="WARNING", shutdown_timeout=30) as running:
+    with start_worker(
+        celery_app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    ) as running:
         yield running
 
 
@@ -54,8 +63,9 @@ def clean_state(app):
     with app.extensions["db"].engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
     client = app.extensions["redis"]
-    for key in client.scan_iter(match="focus:*"):
-        client.delete(key)
+    for pattern in CACHE_KEY_PATTERNS:
+        for key in client.scan_iter(match=pattern):
+            client.delete(key)
     app.extensions["celery"].control.purge()
     yield
 

@@ -44,16 +44,22 @@ def make_session(
     session_id = db.execute(
         insert(FocusSession)
         .values(
-            user_id=user_id, task_id=task_id, start_time=start, actual_start_time=start,
-            end_time=end, actual_end_time=end, duration_minutes=duration,
-            expected_duration=expected, break_minutes=break_minutes,
-            interruption_count=interruptions, was_completed=completed, focus_score=score,
+            user_id=user_id,
+            task_id=task_id,
+            start_time=start,
+            actual_start_time=start,
+            end_time=end,
+            actual_end_time=end,
+            duration_minutes=duration,
+            expected_duration=expected,
+            break_minutes=break_minutes,
+            interruption_count=interruptions,
+            was_completed=completed,
+            focus_score=score,
         )
         .returning(FocusSession.id)
     ).scalar_one()
     if bump_version:
-        db.execute(
-            update(User).where(User.id == user_id).values(sessions_version=User.sessions_version + 1)
-        )
+        db.execute(update(User).where(User.id == user_id).values(sessions_version=User.sessions_version + 1))
     db.commit()
     return session_id

@@ -6,7 +6,7 @@ import logging
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -20,7 +20,7 @@ from tests.integration.factories import make_session, make_user
 
 pytestmark = pytest.mark.usefixtures("worker")
 
-DAY = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
+DAY = datetime(2026, 1, 5, 9, tzinfo=UTC)
 
 
 def run_job(celery_app, **kwargs) -> dict:
@@ -46,11 +46,13 @@ def user_with_sessions(db, user_id: str, count: int) -> str:
 def test_sessions_over_http_become_a_profile_over_http(client, auth, celery_app, db):
     headers = auth("alice")
     for _ in range(3):
-        started = client.post("/api/v1/focus-sessions/start", json={"expected_duration": 25},
-                              headers=headers)
+        started = client.post("/api/v1/focus-sessions/start", json={"expected_duration": 25}, headers=headers)
         assert started.status_code == 201
-        ended = client.post(f"/api/v1/focus-sessions/{started.json['id']}/end",
-                            json={"was_completed": True, "focus_score": 4}, headers=headers)
+        ended = client.post(
+            f"/api/v1/focus-sessions/{started.json['id']}/end",
+            json={"was_completed": True, "focus_score": 4},
+            headers=headers,
+        )
         assert ended.status_code == 200
     assert client.get("/api/v1/focus-sessions/profile", headers=headers).json["status"] == "pending"
 
@@ -65,9 +67,7 @@ def test_sessions_over_http_become_a_profile_over_http(client, auth, celery_app,
     assert body["profile"]["avg_completion_ratio"] == 1.0
 
 
-def test_flags_and_database_rule_both_find_users_and_flags_are_cleared(
-    celery_app, db, redis_conn
-):
+def test_flags_and_database_rule_both_find_users_and_flags_are_cleared(celery_app, db, redis_conn):
     flagged = user_with_sessions(db, "flagged", 3)
     db.execute(update(User).where(User.id == flagged).values(profiled_version=User.sessions_version))
     db.commit()
@@ -88,21 +88,18 @@ def test_flags_and_database_rule_both_find_users_and_flags_are_cleared(
     assert profile_updates.discover_users(db, redis_conn)[0] == []
 
 
-def test_a_session_ending_during_computation_keeps_its_flag(client, auth, db, redis_conn,
-                                                            celery_app):
+def test_a_session_ending_during_computation_keeps_its_flag(client, auth, db, redis_conn, celery_app):
     headers = auth("racer")
     for _ in range(3):
         sid = client.post("/api/v1/focus-sessions/start", json={}, headers=headers).json["id"]
-        client.post(f"/api/v1/focus-sessions/{sid}/end", json={"was_completed": True},
-                    headers=headers)
+        client.post(f"/api/v1/focus-sessions/{sid}/end", json={"was_completed": True}, headers=headers)
 
     # The batch reads version 3 and commits its profile ...
     outcome = profiles.compute_profiles(db, ["racer"], min_sessions=3)
     db.commit()
     # ... a fourth session ends before the batch clears its flags ...
     sid = client.post("/api/v1/focus-sessions/start", json={}, headers=headers).json["id"]
-    client.post(f"/api/v1/focus-sessions/{sid}/end", json={"was_completed": False},
-                headers=headers)
+    client.post(f"/api/v1/focus-sessions/{sid}/end", json={"was_completed": False}, headers=headers)
     cache.clear_flags_and_cache(redis_conn, outcome.versions)
 
     # ... so the newer flag survives and the next run counts the fourth session.
@@ -119,14 +116,20 @@ def test_running_twice_gives_the_same_rows(celery_app, db):
     for n in range(5):
         user_with_sessions(db, f"user-{n}", 3 + n)
     wait_for_run(db, run_job(celery_app)["run_id"])
-    first = db.execute(text(
-        "SELECT user_id, avg_focus_duration_minutes, peak_focus_hours, focus_by_hour, "
-        "source_version FROM user_focus_profiles ORDER BY user_id")).all()
+    first = db.execute(
+        text(
+            "SELECT user_id, avg_focus_duration_minutes, peak_focus_hours, focus_by_hour, "
+            "source_version FROM user_focus_profiles ORDER BY user_id"
+        )
+    ).all()
 
     wait_for_run(db, run_job(celery_app, user_ids=[f"user-{n}" for n in range(5)])["run_id"])
-    second = db.execute(text(
-        "SELECT user_id, avg_focus_duration_minutes, peak_focus_hours, focus_by_hour, "
-        "source_version FROM user_focus_profiles ORDER BY user_id")).all()
+    second = db.execute(
+        text(
+            "SELECT user_id, avg_focus_duration_minutes, peak_focus_hours, focus_by_hour, "
+            "source_version FROM user_focus_profiles ORDER BY user_id"
+        )
+    ).all()
 
     assert len(first) == 5
     assert first == second
@@ -158,12 +161,19 @@ def test_a_beat_slot_runs_once(celery_app, db):
 def test_a_lost_batch_message_is_published_again(celery_app, db):
     user_with_sessions(db, "lost", 3)
     # A run whose unit was written but whose message never reached the broker.
-    run_id = db.execute(text(
-        "INSERT INTO job_runs (job_name, trigger, units_total) "
-        "VALUES ('focus.update_profiles', 'manual', 1) RETURNING id")).scalar_one()
-    db.execute(text(
-        "INSERT INTO job_run_units (run_id, unit_no, payload, created_at) "
-        "VALUES (:r, 0, '[\"lost\"]', now() - interval '1 hour')"), {"r": run_id})
+    run_id = db.execute(
+        text(
+            "INSERT INTO job_runs (job_name, trigger, units_total) "
+            "VALUES ('focus.update_profiles', 'manual', 1) RETURNING id"
+        )
+    ).scalar_one()
+    db.execute(
+        text(
+            "INSERT INTO job_run_units (run_id, unit_no, payload, created_at) "
+            "VALUES (:r, 0, '[\"lost\"]', now() - interval '1 hour')"
+        ),
+        {"r": run_id},
+    )
     db.commit()
 
     summary = run_job(celery_app)
@@ -181,8 +191,7 @@ def test_redis_down_the_job_still_runs_from_postgresql(db, caplog):
     with caplog.at_level(logging.WARNING, logger="focus_profile_update"):
         plan = profile_updates.plan_update(db, dead, trigger="manual", task_id=None, batch_size=10)
     ((run_id, unit_no, batch),) = plan.units
-    result = profile_updates.compute_batch(db, dead, batch, min_sessions=3, run_id=run_id,
-                                           unit_no=unit_no)
+    result = profile_updates.compute_batch(db, dead, batch, min_sessions=3, run_id=run_id, unit_no=unit_no)
 
     assert plan.summary["sources"]["redis"] == "unavailable"
     assert "redis unavailable" in caplog.text
@@ -222,16 +231,33 @@ def test_celery_call_from_the_command_line(celery_app, db, test_settings):
         "LOG_LEVEL": "WARNING",
     }
     completed = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "workers", "call", "focus.update_profiles",
-         "--kwargs", '{"user_ids": ["cli-user"]}'],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers",
+            "call",
+            "focus.update_profiles",
+            "--kwargs",
+            '{"user_ids": ["cli-user"]}',
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
     assert completed.returncode == 0, completed.stderr
     task_id = completed.stdout.strip().splitlines()[-1]
     assert celery_app.AsyncResult(task_id).get(timeout=60)["users"] == 1
-    wait_for(lambda: db.rollback() or db.scalar(
-        select(UserFocusProfile.user_id).where(UserFocusProfile.user_id == "cli-user")))
+    wait_for(
+        lambda: (
+            db.rollback()
+            or db.scalar(select(UserFocusProfile.user_id).where(UserFocusProfile.user_id == "cli-user"))
+        )
+    )
 
 
 def test_no_unit_is_left_pending_after_a_run(celery_app, db):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import text
 
@@ -10,7 +10,7 @@ from focus_app.models import UserFocusProfile
 from focus_app.services import profiles
 from tests.integration.factories import make_session, make_task, make_user
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def at(text: str) -> datetime:
@@ -23,17 +23,47 @@ def seed_new_york_user(db) -> str:
     bio = make_task(db, user, "BIO101")
     math = make_task(db, user, "MATH200")
     # Mon 09:00 local
-    make_session(db, user, at("2026-01-05T14:00"), 30, expected=25, break_minutes=5,
-                 interruptions=1, completed=True, score=4, task_id=bio)
+    make_session(
+        db,
+        user,
+        at("2026-01-05T14:00"),
+        30,
+        expected=25,
+        break_minutes=5,
+        interruptions=1,
+        completed=True,
+        score=4,
+        task_id=bio,
+    )
     # Tue 09:30 local
-    make_session(db, user, at("2026-01-06T14:30"), 20, expected=25, interruptions=0,
-                 completed=True, score=5, task_id=bio)
+    make_session(
+        db,
+        user,
+        at("2026-01-06T14:30"),
+        20,
+        expected=25,
+        interruptions=0,
+        completed=True,
+        score=5,
+        task_id=bio,
+    )
     # Tue 14:00 local
-    make_session(db, user, at("2026-01-06T19:00"), 50, expected=40, break_minutes=10,
-                 interruptions=3, completed=False, score=2, task_id=math)
+    make_session(
+        db,
+        user,
+        at("2026-01-06T19:00"),
+        50,
+        expected=40,
+        break_minutes=10,
+        interruptions=3,
+        completed=False,
+        score=2,
+        task_id=math,
+    )
     # Wed 22:00 local, although Thursday 03:00 in UTC
-    make_session(db, user, at("2026-01-08T03:00"), 40, expected=None, interruptions=2,
-                 completed=True, score=None)
+    make_session(
+        db, user, at("2026-01-08T03:00"), 40, expected=None, interruptions=2, completed=True, score=None
+    )
     # Active: not analysed
     make_session(db, user, at("2026-01-09T15:00"), None)
     return user
@@ -60,10 +90,20 @@ def test_every_metric_matches_hand_computation(db):
     assert profile.peak_focus_days == ["Tue", "Wed", "Mon"]
     assert profile.focus_by_hour == {"9": 2, "14": 1, "22": 1}
     assert profile.performance_by_course == {
-        "BIO101": {"sessions": 2, "completed": 2, "total_minutes": 50,
-                   "avg_focus_score": 4.5, "completion_ratio": 1.0},
-        "MATH200": {"sessions": 1, "completed": 0, "total_minutes": 50,
-                    "avg_focus_score": 2.0, "completion_ratio": 0.0},
+        "BIO101": {
+            "sessions": 2,
+            "completed": 2,
+            "total_minutes": 50,
+            "avg_focus_score": 4.5,
+            "completion_ratio": 1.0,
+        },
+        "MATH200": {
+            "sessions": 1,
+            "completed": 0,
+            "total_minutes": 50,
+            "avg_focus_score": 2.0,
+            "completion_ratio": 0.0,
+        },
     }
     assert profile.source_version == 5
 
@@ -87,10 +127,8 @@ def test_under_three_sessions_gets_no_profile_and_loses_an_old_one(db):
     db.commit()
     assert db.query(UserFocusProfile).filter_by(user_id=user).count() == 1
 
-    db.execute(text("DELETE FROM focus_sessions WHERE user_id = :u AND duration_minutes >= 40"),
-               {"u": user})
-    db.execute(text("UPDATE users SET sessions_version = sessions_version + 1 WHERE id = :u"),
-               {"u": user})
+    db.execute(text("DELETE FROM focus_sessions WHERE user_id = :u AND duration_minutes >= 40"), {"u": user})
+    db.execute(text("UPDATE users SET sessions_version = sessions_version + 1 WHERE id = :u"), {"u": user})
     db.commit()
     outcome = profiles.compute_profiles(db, [user, "nobody"], min_sessions=3)
     db.commit()

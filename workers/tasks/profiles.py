@@ -10,14 +10,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from focus_app.extensions import db_session, redis_client, settings
 from focus_app.services import profile_updates
-from workers.retry import is_transient, out_of_retries, retry_later
-from workers.tasks.arguments import (
+from workers.arguments import (
     InvalidTaskArguments,
     one_of,
     optional_non_negative_int,
     optional_uuid,
     user_id_list,
 )
+from workers.retry import is_transient, out_of_retries, retry_later
 
 log = logging.getLogger("focus_profile_update")
 
@@ -34,9 +34,13 @@ def update_profiles(self, user_ids=None, trigger="manual"):
         slot = profile_updates.beat_slot(config.profile_update_interval_seconds)
     try:
         plan = profile_updates.plan_update(
-            db_session(), redis_client(),
-            trigger=trigger, task_id=self.request.id, batch_size=config.profile_batch_size,
-            slot=slot, user_ids=user_ids,
+            db_session(),
+            redis_client(),
+            trigger=trigger,
+            task_id=self.request.id,
+            batch_size=config.profile_batch_size,
+            slot=slot,
+            user_ids=user_ids,
             republish_after_seconds=config.unit_republish_after_seconds,
         )
     except SQLAlchemyError as exc:
@@ -57,8 +61,12 @@ def compute_profiles(self, user_ids, run_id=None, unit_no=None):
         raise InvalidTaskArguments("run_id and unit_no go together: give both or neither")
     try:
         return profile_updates.compute_batch(
-            db_session(), redis_client(), user_ids,
-            min_sessions=settings().profile_min_sessions, run_id=run_uuid, unit_no=unit,
+            db_session(),
+            redis_client(),
+            user_ids,
+            min_sessions=settings().profile_min_sessions,
+            run_id=run_uuid,
+            unit_no=unit,
         )
     except SQLAlchemyError as exc:
         db_session().rollback()
@@ -78,11 +86,8 @@ def publish_batches(units) -> int:
     published = 0
     for run_id, unit_no, user_ids in units:
         try:
-            compute_profiles.apply_async(
-                args=[user_ids], kwargs={"run_id": str(run_id), "unit_no": unit_no}
-            )
+            compute_profiles.apply_async(args=[user_ids], kwargs={"run_id": str(run_id), "unit_no": unit_no})
             published += 1
         except BrokerError as exc:
-            log.warning("broker unavailable, batch %s/%s left for republishing: %s",
-                        run_id, unit_no, exc)
+            log.warning("broker unavailable, batch %s/%s left for republishing: %s", run_id, unit_no, exc)
     return published
