@@ -49,12 +49,15 @@ WITH batch AS (
 sess AS (
     SELECT s.user_id, s.duration_minutes, s.expected_duration, s.break_minutes,
            s.interruption_count, s.was_completed, s.focus_score, t.course,
-           EXTRACT(HOUR FROM s.start_time AT TIME ZONE b.timezone)::int AS hour,
-           EXTRACT(ISODOW FROM s.start_time AT TIME ZONE b.timezone)::int AS isodow
-    FROM focus_sessions s
-    JOIN batch b ON b.user_id = s.user_id
-    LEFT JOIN tasks t ON t.id = s.task_id
-    WHERE s.end_time IS NOT NULL
+           EXTRACT(HOUR FROM s.local_start)::int AS hour,
+           EXTRACT(ISODOW FROM s.local_start)::int AS isodow
+    FROM (
+        -- Filter on the array itself so the (user_id, start_time) index is used.
+        SELECT fs.*, fs.start_time AT TIME ZONE b.timezone AS local_start
+        FROM focus_sessions fs JOIN batch b ON b.user_id = fs.user_id
+        WHERE fs.user_id = ANY(:user_ids) AND fs.end_time IS NOT NULL
+    ) s
+    LEFT JOIN (SELECT id, course FROM tasks WHERE user_id = ANY(:user_ids)) t ON t.id = s.task_id
 ),
 totals AS (
     SELECT user_id,
@@ -139,12 +142,14 @@ upserted AS (
 dropped AS (
     -- Fewer sessions than needed now (sessions deleted): an old profile would mislead.
     DELETE FROM user_focus_profiles p USING batch b
-    WHERE p.user_id = b.user_id AND b.user_id NOT IN (SELECT user_id FROM totals)
+    WHERE p.user_id = ANY(:user_ids) AND p.user_id = b.user_id
+      AND b.user_id NOT IN (SELECT user_id FROM totals)
       AND p.source_version <= b.sessions_version
 ),
 marked AS (
     UPDATE users u SET profiled_version = b.sessions_version
-    FROM batch b WHERE u.id = b.user_id AND u.profiled_version < b.sessions_version
+    FROM batch b
+    WHERE u.id = ANY(:user_ids) AND u.id = b.user_id AND u.profiled_version < b.sessions_version
 )
 SELECT b.user_id, b.sessions_version, (u.user_id IS NOT NULL) AS computed
 FROM batch b LEFT JOIN upserted u USING (user_id)

@@ -1,0 +1,57 @@
+"""What clients see when a store is down, and the job-status endpoint."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from focus_app import create_app
+from focus_app.api import dispatch
+from tests.conftest import TEST_ADMIN_KEY, make_settings
+from tests.integration.conftest import wait_for
+from tests.integration.factories import make_session, make_user
+
+DEAD_DATABASE = "postgresql://postgres@127.0.0.1:1/nowhere"
+
+
+@pytest.fixture
+def app_without_database(redis_url):
+    return create_app(make_settings(DEAD_DATABASE, redis_url))
+
+
+def test_postgresql_down_is_a_503_json_not_a_500(app_without_database, auth):
+    client = app_without_database.test_client()
+
+    response = client.get("/api/v1/focus-sessions/active", headers=auth("alice"))
+
+    assert response.status_code == 503
+    assert response.json == {
+        "code": 503,
+        "status": "Service Unavailable",
+        "message": "database unavailable, try again shortly",
+    }
+    ready = client.get("/api/v1/ready")
+    assert ready.status_code == 503
+    assert ready.json["checks"]["database"] == "unreachable"
+    assert ready.json["checks"]["redis"] == "ok"
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_caller_polls_the_tasks_they_started_and_only_those(app, client, auth, db):
+    make_user(db, "poller")
+    for day in range(3):
+        make_session(db, "poller", datetime(2026, 1, 5 + day, 9, tzinfo=UTC), 25)
+    with app.test_request_context():
+        task_id = dispatch.enqueue("focus.update_profiles", kwargs={"user_ids": ["poller"]}, owner="poller")
+
+    def state():
+        body = client.get(f"/api/v1/jobs/{task_id}", headers=auth("poller")).json
+        return body if body["state"] == "SUCCESS" else None
+
+    body = wait_for(state)
+    assert body["name"] == "focus.update_profiles"
+    assert body["result"]["users"] == 1
+    assert client.get(f"/api/v1/jobs/{task_id}", headers=auth("someone-else")).status_code == 404
+    admin = client.get(f"/api/v1/jobs/{task_id}", headers={"X-API-Key": TEST_ADMIN_KEY})
+    assert admin.json["state"] == "SUCCESS"
