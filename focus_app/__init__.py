@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import logging
+import uuid
 
 import redis
-from flask import Flask
+from flask import Flask, Response, g, request
 
+from focus_app import logs
 from focus_app.config import ConfigError, Settings
 from focus_app.db import Database
 
@@ -17,10 +18,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             settings = Settings.from_env()
         except ConfigError as exc:
             raise SystemExit(str(exc)) from None
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level, settings.log_format)
 
     app = Flask(__name__)
     app.config.update(
@@ -45,6 +43,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.teardown_appcontext
     def remove_session(_exc: BaseException | None) -> None:
         database.session.remove()
+
+    @app.before_request
+    def bind_request_id() -> None:
+        logs.clear()
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if 0 < len(incoming) <= 100 else uuid.uuid4().hex
+        logs.bind(request_id=g.request_id)
+
+    @app.after_request
+    def echo_request_id(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        return response
 
     from focus_app.api import register_api
     from workers.celery_app import celery_init_app

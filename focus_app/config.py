@@ -54,6 +54,7 @@ class Settings:
     broker_visibility_timeout_seconds: int = 3600
     max_request_bytes: int = 64 * 1024
     log_level: str = "INFO"
+    log_format: str = "json"
     # LLM provider shared by the analysers: "none" (deterministic, default), "anthropic" or
     # "openai" (any OpenAI-compatible chat endpoint, local model servers included).
     llm_provider: str = "none"
@@ -98,6 +99,10 @@ class Settings:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ConfigError("FOCUS_TIMEZONE", f"unknown timezone {self.timezone!r}") from exc
+        if self.log_format not in ("json", "text"):
+            raise ConfigError("LOG_FORMAT", "must be json or text")
+        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError("LOG_LEVEL", "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         self._validate_llm()
         if self.task_soft_time_limit_seconds >= self.task_time_limit_seconds:
             raise ConfigError("TASK_SOFT_TIME_LIMIT_SECONDS", "must be below TASK_TIME_LIMIT_SECONDS")
@@ -145,6 +150,7 @@ class Settings:
             "jwt_issuer": env.get("JWT_ISSUER") or None,
             "timezone": env.get("FOCUS_TIMEZONE", "UTC"),
             "log_level": env.get("LOG_LEVEL", "INFO").upper(),
+            "log_format": env.get("LOG_FORMAT", "text" if environment == "development" else "json"),
             "llm_provider": env.get("LLM_PROVIDER", "none"),
             "llm_api_key": env.get("LLM_API_KEY", ""),
             "llm_base_url": env.get("LLM_BASE_URL", ""),

@@ -10,6 +10,7 @@ import jwt
 from flask import g, request
 from flask_smorest import abort
 
+from focus_app import logs
 from focus_app.extensions import db_session, settings
 from focus_app.services.focus_sessions import ensure_user
 
@@ -41,6 +42,7 @@ def require_user() -> None:
         _unauthorized(f"invalid token: sub must be a string of 1 to {MAX_USER_ID_LENGTH} characters")
     ensure_user(db_session(), user_id, _valid_zone(claims.get("zoneinfo")))
     g.user_id = user_id
+    logs.bind(user_id=user_id)
 
 
 def current_user_id() -> str:

@@ -18,6 +18,7 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from focus_app import logs
 from focus_app.services import cache, job_runs, profiles
 
 JOB_NAME = "focus.update_profiles"
@@ -73,6 +74,7 @@ def plan_update(
         db.rollback()
         log.info("profile update skipped: slot %s already ran", slot)
         return UpdatePlan(None, summary={"status": "skipped", "reason": f"slot {slot} already ran"})
+    logs.bind(run_id=str(run.id))
     if not start.created:
         # The same task delivered again (worker lost after commit): publish what is left.
         units = [(run.id, n, p) for n, p in job_runs.pending_units(db, run.id)]
@@ -141,6 +143,7 @@ def compute_batch(
     unit_no: int | None = None,
 ) -> dict[str, Any]:
     """Compute one batch; with a run unit, exactly once in effect however often it is delivered."""
+    logs.bind(run_id=str(run_id) if run_id else None, unit=unit_no)
     if run_id is not None and not job_runs.claim_unit(db, run_id, unit_no):
         db.rollback()
         return {"status": "duplicate", "run_id": str(run_id), "unit": unit_no}
