@@ -13,23 +13,23 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-_context: ContextVar[dict[str, Any]] = ContextVar("log_context", default={})
+_context: ContextVar[dict[str, Any] | None] = ContextVar("log_context", default=None)
 
 LOG_FORMATS = ("json", "text")
 
 
 def bind(**fields: Any) -> None:
     """Add fields to every log line of the current request or task."""
-    _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+    _context.set({**(_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
 
 
 def clear() -> None:
-    _context.set({})
+    _context.set(None)
 
 
 class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.context = _context.get()
+        record.context = _context.get() or {}
         return True
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from celery.worker import state as worker_state
 from sqlalchemy import text
 
 from focus_app import create_app
@@ -59,14 +60,19 @@ def redis_conn(app):
 
 @pytest.fixture(autouse=True)
 def clean_state(app):
-    """Every test starts from empty tables, no focus keys and empty queues."""
+    """Every test starts from empty tables, no focus keys, empty queues and an idle worker."""
+    # A task a previous test left running (a batch fanned out after the result it waited for)
+    # would write into the fresh tables; the in-process worker's own state says when it is idle.
+    while True:
+        wait_for(lambda: not worker_state.active_requests, timeout=60)
+        if app.extensions["celery"].control.purge() == 0 and not worker_state.active_requests:
+            break
     with app.extensions["db"].engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
     client = app.extensions["redis"]
     for pattern in CACHE_KEY_PATTERNS:
         for key in client.scan_iter(match=pattern):
             client.delete(key)
-    app.extensions["celery"].control.purge()
     yield
 
 
