@@ -16,7 +16,7 @@ blp = Blueprint("intelligence", __name__, description="Weekly intelligence brief
 blp.before_request(require_user)
 
 
-class InsightSchema(ma.Schema):
+class BriefInsightSchema(ma.Schema):
     type = ma.fields.String(metadata={"enum": ["positive", "neutral", "suggestion"]})
     metric = ma.fields.String()
     message = ma.fields.String()
@@ -31,7 +31,7 @@ class BriefSchema(ma.Schema):
         }
     )
     main_story = ma.fields.String()
-    insights = ma.fields.List(ma.fields.Nested(InsightSchema))
+    insights = ma.fields.List(ma.fields.Nested(BriefInsightSchema))
     patterns = ma.fields.Dict(metadata={"description": "peak hours and days against the user's profile"})
     velocity = ma.fields.Dict(metadata={"description": "week-over-week change and the 4-week trend"})
     story_source = ma.fields.String(metadata={"enum": ["deterministic", "llm"]})

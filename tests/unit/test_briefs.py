@@ -121,7 +121,11 @@ def test_main_story_is_built_from_the_numbers():
 def test_an_empty_week_is_an_honest_brief():
     numbers = WeekNumbers(
         week_of=WEEK,
-        weeks={1: WeekTotals(sessions=1, minutes=45), 2: WeekTotals(sessions=1, minutes=60), 3: WeekTotals(1, 90)},
+        weeks={
+            1: WeekTotals(sessions=1, minutes=45),
+            2: WeekTotals(sessions=1, minutes=60),
+            3: WeekTotals(1, 90),
+        },
     )
     brief = briefs.build_brief(numbers)
 
@@ -140,11 +144,13 @@ def test_week_just_ended_in_the_configured_timezone():
     # Monday 2026-01-12 01:00 UTC: the week of Jan 5 has just ended.
     assert intelligence.week_just_ended(datetime(2026, 1, 12, 1, tzinfo=UTC), "UTC") == date(2026, 1, 5)
     # Sunday 23:59 UTC is still inside that week: the one before is the latest ended.
-    assert intelligence.week_just_ended(datetime(2026, 1, 11, 23, 59, tzinfo=UTC), "UTC") == date(2025, 12, 29)
+    assert intelligence.week_just_ended(datetime(2026, 1, 11, 23, 59, tzinfo=UTC), "UTC") == date(
+        2025, 12, 29
+    )
     # ... but in Berlin it is already Monday 00:59.
-    assert intelligence.week_just_ended(
-        datetime(2026, 1, 11, 23, 59, tzinfo=UTC), "Europe/Berlin"
-    ) == date(2026, 1, 5)
+    assert intelligence.week_just_ended(datetime(2026, 1, 11, 23, 59, tzinfo=UTC), "Europe/Berlin") == date(
+        2026, 1, 5
+    )
 
 
 def test_week_slot_is_the_iso_week():
