@@ -205,8 +205,8 @@ def test_progress_is_visible_while_the_job_runs(client, celery_app, db, app):
     transaction = blocker.begin()
     blocker.execute(
         text(
-            "INSERT INTO weekly_briefs (user_id, week_of, week_stats, main_story, insights, patterns, velocity) "
-            "VALUES ('p-119', :w, '{}', '', '[]', '{}', '{}')"
+            "INSERT INTO weekly_briefs (user_id, week_of, week_stats, main_story, insights, patterns, "
+            "velocity) VALUES ('p-119', :w, '{}', '', '[]', '{}', '{}')"
         ),
         {"w": date(2026, 1, 5)},
     )

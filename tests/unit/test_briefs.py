@@ -110,7 +110,8 @@ def test_main_story_is_built_from_the_numbers():
     story = briefs.build_brief(busy_week())["main_story"]
 
     assert story.startswith(
-        "In the week of January 5, 2026 you focused for 3 h 20 min across 4 sessions and completed 3 of them (75%)."
+        "In the week of January 5, 2026 you focused for 3 h 20 min across 4 sessions "
+        "and completed 3 of them (75%)."
     )
     assert "average focus score was 4/5, with 2 interruptions" in story
     assert "strongest day was Monday" in story and "around 9:00" in story
