@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from focus_app.models import JobRun, JobRunUnit
 from focus_app.models.intelligence import JobRetryQueue, WeeklyBrief
 from focus_app.services import briefs, job_runs
+from focus_app.services.cache import _Script
 from focus_app.services.errors import InvalidInput, NotFound
 from focus_app.services.llm import LLMError, LLMProvider
 
@@ -714,14 +715,6 @@ def invalidate_briefs(client: redis.Redis, written: list[tuple[str, date]]) -> N
         client.delete(*keys)
     except redis.RedisError as exc:
         log.warning("redis unavailable, %d cached briefs left to expire: %s", len(written), exc)
-
-
-class _Script:
-    def __init__(self, source: str):
-        self.source = source
-
-    def __call__(self, keys: list[str], args: list[Any], client: redis.Redis) -> Any:
-        return client.register_script(self.source)(keys=keys, args=args)
 
 
 # KEYS: cache key, tracking set; ARGV: value, ttl.
