@@ -53,6 +53,13 @@ class Settings:
     task_time_limit_seconds: int = 300
     broker_visibility_timeout_seconds: int = 3600
     max_request_bytes: int = 64 * 1024
+    intelligence_batch_size: int = 500
+    intelligence_grace_seconds: int = 3600
+    intelligence_retry_interval_seconds: int = 900
+    intelligence_retry_delay_seconds: int = 7200
+    intelligence_max_retries: int = 3
+    intelligence_retry_below_rate: float = 0.8
+    brief_cache_ttl_seconds: int = 7 * 24 * 3600
     log_level: str = "INFO"
     log_format: str = "json"
     # LLM provider shared by the analysers: "none" (deterministic, default), "anthropic" or
@@ -104,6 +111,8 @@ class Settings:
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError("LOG_LEVEL", "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         self._validate_llm()
+        if not 0 <= self.intelligence_retry_below_rate <= 1:
+            raise ConfigError("INTELLIGENCE_RETRY_BELOW_RATE", "must be between 0 and 1")
         if self.task_soft_time_limit_seconds >= self.task_time_limit_seconds:
             raise ConfigError("TASK_SOFT_TIME_LIMIT_SECONDS", "must be below TASK_TIME_LIMIT_SECONDS")
         if self.broker_visibility_timeout_seconds <= self.task_time_limit_seconds:

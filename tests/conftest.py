@@ -64,6 +64,7 @@ def make_settings(database_url: str, redis_url: str, **overrides) -> Settings:
         "jwt_secret": TEST_SECRET,
         "admin_api_key": TEST_ADMIN_KEY,
         "profile_batch_size": 50,
+        "intelligence_batch_size": 50,
         "log_level": "WARNING",
     }
     values.update(overrides)

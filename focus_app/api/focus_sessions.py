@@ -11,7 +11,7 @@ from focus_app.api.auth import current_user_id, require_user
 from focus_app.api.base import Blueprint
 from focus_app.api.pagination import PageArgsSchema, page_schema
 from focus_app.extensions import db_session, redis_client, settings
-from focus_app.services import cache, profiles
+from focus_app.services import cache, intelligence, profiles
 from focus_app.services import focus_sessions as sessions
 from focus_app.services.focus_sessions import SessionChange
 
@@ -222,3 +222,4 @@ def _flag_for_profile_update(change: SessionChange) -> None:
     cache.flag_for_update(
         redis_client(), current_user_id(), change.sessions_version, settings().update_flag_ttl_seconds
     )
+    intelligence.invalidate_user_cache(redis_client(), current_user_id())
