@@ -44,23 +44,25 @@ class BatchOutcome:
 COMPUTE_PROFILES_SQL = text(
     """
 WITH batch AS (
-    SELECT id AS user_id, timezone, sessions_version FROM users WHERE id = ANY(:user_ids)
+    -- k: a small integer per user, so every grouping below hashes and sorts integers, not text.
+    SELECT row_number() OVER () AS k, id AS user_id, timezone, sessions_version
+    FROM users WHERE id = ANY(:user_ids)
 ),
 sess AS (
-    SELECT s.user_id, s.duration_minutes, s.expected_duration, s.break_minutes,
-           s.interruption_count, s.was_completed, s.focus_score, t.course,
-           EXTRACT(HOUR FROM s.local_start)::int AS hour,
-           EXTRACT(ISODOW FROM s.local_start)::int AS isodow
+    SELECT s.k, s.duration_minutes, s.expected_duration, s.break_minutes, s.interruption_count,
+           s.was_completed, s.focus_score, t.course,
+           date_part('hour', s.local_start)::int AS hour,
+           date_part('isodow', s.local_start)::int AS isodow
     FROM (
         -- Filter on the array itself so the (user_id, start_time) index is used.
-        SELECT fs.*, fs.start_time AT TIME ZONE b.timezone AS local_start
+        SELECT b.k, fs.*, fs.start_time AT TIME ZONE b.timezone AS local_start
         FROM focus_sessions fs JOIN batch b ON b.user_id = fs.user_id
         WHERE fs.user_id = ANY(:user_ids) AND fs.end_time IS NOT NULL
     ) s
     LEFT JOIN (SELECT id, course FROM tasks WHERE user_id = ANY(:user_ids)) t ON t.id = s.task_id
 ),
 totals AS (
-    SELECT user_id,
+    SELECT k,
            count(*) AS analysed,
            count(*) FILTER (WHERE was_completed) AS completed,
            round(avg(duration_minutes))::int AS avg_focus,
@@ -70,39 +72,36 @@ totals AS (
            greatest(-999.99, least(999.99, round(avg(
                (expected_duration - duration_minutes) * 100.0 / expected_duration
            ) FILTER (WHERE expected_duration > 0), 2))) AS underestimation
-    FROM sess GROUP BY user_id HAVING count(*) >= :min_sessions
-),
-by_hour AS (
-    SELECT user_id, hour, count(*) AS n, coalesce(sum(duration_minutes), 0) AS minutes
-    FROM sess WHERE user_id IN (SELECT user_id FROM totals) GROUP BY user_id, hour
+    FROM sess GROUP BY k HAVING count(*) >= :min_sessions
 ),
 hours AS (
-    SELECT user_id,
+    SELECT k,
            (array_agg(hour ORDER BY n DESC, minutes DESC, hour))[1:3] AS peak_hours,
            jsonb_object_agg(hour::text, n) AS focus_by_hour
-    FROM by_hour GROUP BY user_id
-),
-by_day AS (
-    SELECT user_id, isodow, count(*) AS n, coalesce(sum(duration_minutes), 0) AS minutes
-    FROM sess WHERE user_id IN (SELECT user_id FROM totals) GROUP BY user_id, isodow
+    FROM (
+        SELECT k, hour, count(*) AS n, coalesce(sum(duration_minutes), 0) AS minutes
+        FROM sess GROUP BY k, hour
+    ) by_hour GROUP BY k
 ),
 days AS (
-    SELECT user_id,
+    SELECT k,
            (array_agg((ARRAY['Mon','Tue','Wed','Thu','Fri','Sat','Sun'])[isodow]
                       ORDER BY n DESC, minutes DESC, isodow))[1:3] AS peak_days
-    FROM by_day GROUP BY user_id
+    FROM (
+        SELECT k, isodow, count(*) AS n, coalesce(sum(duration_minutes), 0) AS minutes
+        FROM sess GROUP BY k, isodow
+    ) by_day GROUP BY k
 ),
 courses AS (
-    SELECT user_id, jsonb_object_agg(course, jsonb_build_object(
+    SELECT k, jsonb_object_agg(course, jsonb_build_object(
                'sessions', n, 'completed', completed, 'total_minutes', minutes,
                'avg_focus_score', avg_score, 'completion_ratio', round(completed::numeric / n, 2)
            )) AS by_course
     FROM (
-        SELECT user_id, course, count(*) AS n, count(*) FILTER (WHERE was_completed) AS completed,
+        SELECT k, course, count(*) AS n, count(*) FILTER (WHERE was_completed) AS completed,
                coalesce(sum(duration_minutes), 0) AS minutes, round(avg(focus_score), 2) AS avg_score
-        FROM sess WHERE course IS NOT NULL AND user_id IN (SELECT user_id FROM totals)
-        GROUP BY user_id, course
-    ) per_course GROUP BY user_id
+        FROM sess WHERE course IS NOT NULL GROUP BY k, course
+    ) per_course GROUP BY k
 ),
 upserted AS (
     INSERT INTO user_focus_profiles AS p (
@@ -111,15 +110,15 @@ upserted AS (
         total_sessions_count, completed_sessions_count, focus_by_hour, performance_by_course,
         last_computed_at, sessions_analyzed_count, source_version, updated_at
     )
-    SELECT t.user_id, t.avg_focus, t.avg_break, t.avg_interruptions, t.completion_ratio,
+    SELECT b.user_id, t.avg_focus, t.avg_break, t.avg_interruptions, t.completion_ratio,
            t.underestimation, h.peak_hours, d.peak_days, t.analysed, t.completed,
            h.focus_by_hour, coalesce(c.by_course, '{}'::jsonb), now(), t.analysed,
            b.sessions_version, now()
     FROM totals t
-    JOIN batch b USING (user_id)
-    JOIN hours h USING (user_id)
-    JOIN days d USING (user_id)
-    LEFT JOIN courses c USING (user_id)
+    JOIN batch b USING (k)
+    JOIN hours h USING (k)
+    JOIN days d USING (k)
+    LEFT JOIN courses c USING (k)
     ON CONFLICT (user_id) DO UPDATE SET
         avg_focus_duration_minutes = EXCLUDED.avg_focus_duration_minutes,
         avg_break_duration_minutes = EXCLUDED.avg_break_duration_minutes,
@@ -143,7 +142,7 @@ dropped AS (
     -- Fewer sessions than needed now (sessions deleted): an old profile would mislead.
     DELETE FROM user_focus_profiles p USING batch b
     WHERE p.user_id = ANY(:user_ids) AND p.user_id = b.user_id
-      AND b.user_id NOT IN (SELECT user_id FROM totals)
+      AND b.k NOT IN (SELECT k FROM totals)
       AND p.source_version <= b.sessions_version
 ),
 marked AS (
