@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from celery.schedules import crontab
+
 from focus_app.config import Settings
 
 
@@ -16,5 +18,15 @@ def build_beat_schedule(settings: Settings) -> dict:
             "kwargs": {"trigger": "beat"},
             # A message older than one interval is superseded by the next one.
             "options": {"expires": profile_interval},
+        },
+        "analysis-requeue-stale": {
+            "task": "analysis.requeue_stale",
+            "schedule": timedelta(seconds=settings.analysis_sweep_interval_seconds),
+            "options": {"expires": settings.analysis_sweep_interval_seconds},
+        },
+        "ops-archive-failed-analysis-jobs": {
+            "task": "ops.archive_failed_analysis_jobs",
+            "schedule": crontab(hour=3, minute=30),
+            "options": {"expires": 3600},
         },
     }
