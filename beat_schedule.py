@@ -41,6 +41,16 @@ def build_beat_schedule(settings: Settings) -> dict:
             "kwargs": {"trigger": "beat"},
             "options": {"expires": retry_interval},
         },
+        "analysis-requeue-stale": {
+            "task": "analysis.requeue_stale",
+            "schedule": timedelta(seconds=settings.analysis_sweep_interval_seconds),
+            "options": {"expires": settings.analysis_sweep_interval_seconds},
+        },
+        "ops-archive-failed-analysis-jobs": {
+            "task": "ops.archive_failed_analysis_jobs",
+            "schedule": crontab(hour=3, minute=30),
+            "options": {"expires": 3600},
+        },
     }
 
 

@@ -71,6 +71,19 @@ class Settings:
     llm_timeout_seconds: int = 30
     llm_cost_input_per_mtok: float = 0.0
     llm_cost_output_per_mtok: float = 0.0
+    # Analysis jobs (seed 002): trigger thresholds, rate limit, retries, sweeper, archive.
+    analysis_chat_trigger_messages: int = 5
+    analysis_min_messages: int = 10
+    analysis_max_messages: int = 200
+    analysis_stale_after_seconds: int = 3600
+    analysis_rate_limit_seconds: int = 3600
+    analysis_max_retries: int = 3
+    analysis_retry_backoff_seconds: float = 10.0
+    analysis_retry_backoff_max_seconds: float = 600.0
+    analysis_stuck_after_seconds: int = 300
+    analysis_republish_after_seconds: int = 120
+    analysis_sweep_interval_seconds: int = 60
+    analysis_archive_after_days: int = 7
     generated_secrets: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:

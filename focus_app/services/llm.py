@@ -25,10 +25,19 @@ OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
 class LLMError(Exception):
     """The provider failed or answered something unusable; `raw` keeps what it said."""
 
-    def __init__(self, message: str, *, retryable: bool = True, raw: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        raw: str | None = None,
+        completion: Completion | None = None,
+    ):
         super().__init__(message)
         self.retryable = retryable
         self.raw = raw
+        # The paid-for answer that turned out unusable, so its tokens still count on the job.
+        self.completion = completion
 
 
 class MalformedOutput(LLMError):

@@ -16,8 +16,12 @@ DEAD_DATABASE = "postgresql://postgres@127.0.0.1:1/nowhere"
 
 
 @pytest.fixture
-def app_without_database(redis_url):
-    return create_app(make_settings(DEAD_DATABASE, redis_url))
+def app_without_database(app, redis_url):
+    broken = create_app(make_settings(DEAD_DATABASE, redis_url))
+    yield broken
+    # Building an app makes its Celery app the process default; give it back to the test worker's.
+    app.extensions["celery"].set_default()
+    app.extensions["celery"].set_current()
 
 
 def test_postgresql_down_is_a_503_json_not_a_500(app_without_database, auth):

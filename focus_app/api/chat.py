@@ -1,0 +1,45 @@
+"""Chat messages; every fifth new on-the-record message triggers a low-priority analysis."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import validate
+
+from focus_app.api.analysis_common import CONTEXT_TYPE, DecisionSchema, publish, rules
+from focus_app.api.auth import current_user_id, require_user
+from focus_app.api.base import Blueprint
+from focus_app.extensions import db_session
+from focus_app.services import analysis
+
+URL_PREFIX = "/chat"
+blp = Blueprint("chat", __name__, description="Chat messages (seed 002 analysis trigger)")
+blp.before_request(require_user)
+
+
+class ChatMessageCreateSchema(ma.Schema):
+    context_type = ma.fields.String(required=True, validate=CONTEXT_TYPE, metadata={"example": "romantic"})
+    content = ma.fields.String(required=True, validate=validate.Length(min=1, max=8000))
+    off_the_record = ma.fields.Boolean(load_default=False)
+
+
+class ChatMessageSchema(ma.Schema):
+    id = ma.fields.UUID()
+    context_type = ma.fields.String()
+    content = ma.fields.String()
+    off_the_record = ma.fields.Boolean()
+    created_at = ma.fields.DateTime()
+
+
+class ChatMessageCreatedSchema(ma.Schema):
+    message = ma.fields.Nested(ChatMessageSchema)
+    analysis = ma.fields.Nested(DecisionSchema)
+
+
+@blp.route("/messages", methods=["POST"])
+@blp.arguments(ChatMessageCreateSchema)
+@blp.response(201, ChatMessageCreatedSchema)
+def create_message(body):
+    """Store a chat message; may enqueue a background analysis (never waits for it)"""
+    message, decision = analysis.add_chat_message(db_session(), current_user_id(), rules=rules(), **body)
+    publish(decision)
+    return {"message": message, "analysis": decision.as_dict()}

@@ -1,0 +1,67 @@
+"""analysis.run (one job), analysis.requeue_stale (periodic sweeper), analysis.replay (dead letters)."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.exc import SQLAlchemyError
+
+from focus_app.extensions import db_session, settings
+from focus_app.services import analysis
+from focus_app.services.analyser import analyser_from_settings
+from workers.arguments import InvalidTaskArguments, optional_uuid
+from workers.retry import is_transient, retry_later
+
+log = logging.getLogger("analysis_jobs")
+
+
+@shared_task(bind=True, name="analysis.run", max_retries=None)
+def run(self, job_id):
+    """Run one analysis job; PostgreSQL counts its attempts, Celery only schedules the retry."""
+    job_uuid = optional_uuid(job_id, "job_id")
+    if job_uuid is None:
+        raise InvalidTaskArguments("job_id is required")
+    rules = analysis.Rules.from_settings(settings())
+    try:
+        outcome = analysis.run_job(db_session(), job_uuid, analyser_from_settings(settings()), rules)
+    except SQLAlchemyError as exc:
+        db_session().rollback()
+        if is_transient(exc):
+            raise retry_later(self, exc) from exc
+        raise
+    if outcome.retry_in is not None:
+        # If this publish fails the job stays pending and the sweeper publishes it again.
+        priority = analysis.CELERY_PRIORITY[outcome.priority]
+        raise self.retry(countdown=outcome.retry_in, priority=priority)
+    return outcome.as_dict()
+
+
+@shared_task(bind=True, name="analysis.requeue_stale", ignore_result=False)
+def requeue_stale(self):
+    """Stuck jobs back to pending (or failed), lost messages published again."""
+    result = analysis.sweep(db_session(), analysis.Rules.from_settings(settings()))
+    return {**result.as_dict(), "published": publish_jobs(result.republish)}
+
+
+@shared_task(bind=True, name="analysis.replay", ignore_result=False)
+def replay(self, job_id=None):
+    """Re-run one failed job (`--args '["<job id>"]'`) or every failed, unarchived job."""
+    job_uuid = optional_uuid(job_id, "job_id")
+    result = analysis.replay_failed(db_session(), job_uuid)
+    return {**result.as_dict(), "published": publish_jobs(result.replayed)}
+
+
+def publish_jobs(jobs) -> int:
+    """Publish after the commit; a job whose publish fails stays pending for the sweeper."""
+    published = 0
+    for job_id, priority in jobs:
+        try:
+            sent = run.apply_async(args=[str(job_id)], priority=analysis.CELERY_PRIORITY[priority])
+        except BrokerError as exc:
+            log.warning("broker unavailable, analysis job=%s left for the sweeper: %s", job_id, exc)
+            continue
+        analysis.record_published(db_session(), job_id, sent.id)
+        published += 1
+    return published
