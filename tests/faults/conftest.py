@@ -14,10 +14,11 @@ from flask import Flask
 from sqlalchemy import text
 
 from focus_app import create_app
+from focus_app.api.auth import issue_token
 from focus_app.devservers import free_port
 from focus_app.migrate import upgrade
 from focus_app.models import Base
-from tests.conftest import make_settings
+from tests.conftest import TEST_SECRET, make_settings
 from tests.faults.harness import CeleryProcess, Postgres, Redis, environment, worker_args
 
 TABLES = [table.name for table in Base.metadata.sorted_tables]
@@ -95,3 +96,11 @@ def faults(stack: Stack) -> Iterator[Stack]:
             process.stop()
         stack.processes.clear()
         stack.app.extensions["db"].session.remove()
+
+
+@pytest.fixture
+def auth_headers():
+    def headers(user_id: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {issue_token(TEST_SECRET, user_id)}"}
+
+    return headers
