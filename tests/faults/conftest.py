@@ -3,6 +3,8 @@ Celery worker / beat subprocesses started (and always stopped) by each test."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,8 +66,9 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("faults")
+def stack() -> Iterator[Stack]:
+    # A folder of its own, not pytest's numbered tmp dirs that concurrent pytest runs prune.
+    root = Path(tempfile.mkdtemp(prefix="focus-faults-"))
     previous_default = celery_state.default_app
     postgres = Postgres(root / "pg", "focus_faults")
     redis_server = Redis(root / "redis", free_port())
@@ -81,6 +84,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         if previous_default is not None:
             previous_default.set_default()
             previous_default.set_current()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
