@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import marshmallow as ma
+from flask import jsonify
 from marshmallow import validate
 
 from focus_app.api.auth import current_user_id, require_user
@@ -134,6 +135,14 @@ def consolidate(body):
         owner=user_id,
     )
     if task_id is None:
-        message = "the queue is unavailable; the scheduled run consolidates your changes"
-        return {"task_id": None, "status": "deferred", "message": message}, 202
-    return {"task_id": task_id, "status": "queued", "message": "poll GET /api/v1/jobs/{task_id}"}, 202
+        body = {
+            "task_id": None,
+            "status": "deferred",
+            "message": "queue unavailable; the scheduled run will do it",
+        }
+    else:
+        body = {"task_id": task_id, "status": "queued", "message": "poll GET /api/v1/jobs/{task_id}"}
+    # The 200 schema is the plan's: answer the 202 body through its own schema.
+    response = jsonify(EnqueuedSchema().dump(body))
+    response.status_code = 202
+    return response

@@ -19,7 +19,9 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def attr(category, key, value, days=0, confidence=0.7):
-    return Attribute(category, key, value, confidence, "user", T0 + timedelta(days=days), f"{category}.{key}.{days}")
+    return Attribute(
+        category, key, value, confidence, "user", T0 + timedelta(days=days), f"{category}.{key}.{days}"
+    )
 
 
 def after_of(plan) -> set[tuple[str, str, str]]:
@@ -142,7 +144,10 @@ BEFORE = [attr("fact", "location", "Ohio"), attr("misc", "mood", "tired")]
 def test_model_output_fenced_raw_and_embedded(answer):
     plan = plan_from_model(BEFORE, extract_json(answer), "llm:test")
     assert after_of(plan) == {("fact", "home_location", "lives in Ohio")}
-    assert {d.attribute["key"]: d.action for d in plan.decisions} == {"location": "renamed", "mood": "removed"}
+    assert {d.attribute["key"]: d.action for d in plan.decisions} == {
+        "location": "renamed",
+        "mood": "removed",
+    }
 
 
 @pytest.mark.parametrize(
@@ -162,4 +167,6 @@ def test_malformed_model_output_is_refused(answer):
 
 def test_prompt_is_the_seeds_with_every_attribute():
     prompt = llm_prompt(BEFORE)
-    assert "MERGE duplicates" in prompt and "fact: location = Ohio" in prompt and "misc: mood = tired" in prompt
+    assert (
+        "MERGE duplicates" in prompt and "fact: location = Ohio" in prompt and "misc: mood = tired" in prompt
+    )
