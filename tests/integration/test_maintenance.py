@@ -331,7 +331,7 @@ def test_disabled_job_records_skipped_beat_runs_and_changes_nothing(client, db, 
         "/api/v1/admin/job-settings/maintenance.consolidate_profiles", json={"enabled": True}, headers=ADMIN
     )
     summary, run = run_periodic(celery_app, db, trigger="beat")
-    # The enabled job runs in a new slot? No: the slot of this interval was already taken by the skip.
+    # Re-enabled: this interval's beat slot is already taken by the skip, a manual run goes ahead.
     assert summary["status"] == "skipped" and "already ran" in summary["reason"]
     summary, run = run_periodic(celery_app, db, trigger="manual")
     assert run.status == "success" and contents(attributes(db, "alice")) == CONSOLIDATED
