@@ -158,3 +158,43 @@ def test_intelligence_generate_killed_mid_batch(faults):
     assert db.scalars(select(JobRunUnit.status)).all() == ["done"] * 3
     briefs = db.execute(select(WeeklyBrief.user_id, WeeklyBrief.week_of)).all()
     assert sorted(briefs) == [(user, week_of) for user in users]
+
+
+def _attributes(client, headers) -> list[tuple[str, str, str]]:
+    items = client.get("/api/v1/profile/attributes?page_size=100", headers=headers).json["items"]
+    return sorted((item["category"], item["key"], item["value"]) for item in items)
+
+
+def test_maintenance_consolidate_profile_killed_mid_entity(faults, auth_headers):
+    client = faults.app.test_client()
+    users = [f"keeper-{n}" for n in range(4)]
+    expected = {}
+    for user in users:
+        headers = auth_headers(user)
+        for key, value, confidence in (
+            ("favourite subject", "Biology", 0.9),
+            ("Favourite Subject", "biology", 0.6),
+            ("study time", "mornings", 0.8),
+            ("lucky number", "7", 0.05),
+        ):
+            body = {"category": "preference", "key": key, "value": value, "confidence": confidence}
+            assert client.post("/api/v1/profile/attributes", json=body, headers=headers).status_code == 201
+        plan = client.post("/api/v1/profile/attributes/consolidate", json={"dry_run": True}, headers=headers)
+        expected[user] = sorted((a["category"], a["key"], a["value"]) for a in plan.json["after"])
+        assert plan.json["changed"] and expected[user] != _attributes(client, headers)
+    first = faults.worker("maintenance-a", "maintenance", **SHORT_LIMITS)
+
+    with table_held(faults, "profile_entities"):
+        faults.send("maintenance.consolidate_profiles")
+        killed_at = kill_mid_task(faults, first, "profile_entities")
+        run = fresh(faults).scalars(select(JobRun).where(JobRun.units_total > 0)).one()
+    replacement_worker(faults, "maintenance-b", "maintenance", killed_at)
+
+    wait_for(lambda: fresh(faults).get(JobRun, run.id).finished_at, 60, what="maintenance run finished")
+    db = fresh(faults)
+    run = db.get(JobRun, run.id)
+    assert (run.status, run.units_total, run.units_done, run.failed) == ("success", 4, 4, 0)
+    assert db.scalar(select(func.count()).select_from(JobRun)) == 1
+    assert db.scalars(select(JobRunUnit.status)).all() == ["done"] * 4
+    for user in users:
+        assert _attributes(client, auth_headers(user)) == expected[user]
