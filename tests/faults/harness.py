@@ -151,3 +151,8 @@ def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"not met within {timeout}s: {what or predicate}")
         time.sleep(interval)
+
+
+def figure(name: str, value: float, unit: str = "s") -> None:
+    """Printed for the README (`pytest -m faults -s`); nothing is asserted on time."""
+    print(f"FAULTS {name}: {value:.1f} {unit}")

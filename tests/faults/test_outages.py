@@ -17,7 +17,7 @@ from focus_app.api import dispatch
 from focus_app.models import JobRun, UserFocusProfile
 from focus_app.models.analysis import AnalysisJob, ProfileInterpretation
 from tests.conftest import TEST_ADMIN_KEY
-from tests.faults.harness import wait_for
+from tests.faults.harness import figure, wait_for
 from tests.integration.factories import make_session, make_user
 
 pytestmark = pytest.mark.faults
@@ -35,11 +35,6 @@ def fresh(stack):
     db = stack.db()
     db.rollback()
     return db
-
-
-def figure(name: str, value: float, unit: str = "s") -> None:
-    """Printed for the README (`pytest -m faults -s`); nothing is asserted on time."""
-    print(f"FAULTS {name}: {value:.1f} {unit}")
 
 
 def _ready(worker) -> None:

@@ -20,7 +20,7 @@ from focus_app.models import JobRun, JobRunUnit, UserFocusProfile
 from focus_app.models.analysis import AnalysisJob, ProfileInterpretation
 from focus_app.models.intelligence import WeeklyBrief
 from focus_app.services.intelligence import week_just_ended
-from tests.faults.harness import wait_for
+from tests.faults.harness import figure, wait_for
 from tests.integration.factories import make_session, make_user
 
 pytestmark = pytest.mark.faults
@@ -96,6 +96,7 @@ def test_focus_update_profiles_killed_mid_batch(faults):
     replacement_worker(faults, "profiles-b", "profiles", killed_at, PROFILE_BATCH_SIZE="2")
 
     wait_for(lambda: fresh(faults).get(JobRun, run.id).status == "success", 60, what="run finished")
+    figure("SIGKILL mid focus.compute_profiles: kill to run complete", time.monotonic() - killed_at)
     db = fresh(faults)
     run = db.get(JobRun, run.id)
     assert (run.units_total, run.units_done, run.succeeded, run.failed) == (3, 3, 6, 0)
@@ -126,6 +127,7 @@ def test_analysis_run_killed_mid_job(faults, auth_headers):
 
     # The redelivered message finds the job taken; the sweeper returns it to pending and publishes it.
     wait_for(lambda: fresh(faults).get(AnalysisJob, job.id).status == "completed", 60, what="job done")
+    figure("SIGKILL mid analysis.run: kill to job completed", time.monotonic() - killed_at)
     db = fresh(faults)
     done = db.get(AnalysisJob, job.id)
     assert (done.outcome, done.attempts) == ("analysed", 2)
@@ -151,6 +153,7 @@ def test_intelligence_generate_killed_mid_batch(faults):
     replacement_worker(faults, "intelligence-b", "intelligence", killed_at, INTELLIGENCE_BATCH_SIZE="2")
 
     wait_for(lambda: fresh(faults).get(JobRun, run.id).finished_at, 60, what="weekly run finished")
+    figure("SIGKILL mid intelligence.generate: kill to run complete", time.monotonic() - killed_at)
     db = fresh(faults)
     run = db.get(JobRun, run.id)
     assert (run.status, run.units_total, run.units_done, run.succeeded, run.failed) == ("success", 3, 3, 6, 0)
@@ -191,6 +194,7 @@ def test_maintenance_consolidate_profile_killed_mid_entity(faults, auth_headers)
     replacement_worker(faults, "maintenance-b", "maintenance", killed_at)
 
     wait_for(lambda: fresh(faults).get(JobRun, run.id).finished_at, 60, what="maintenance run finished")
+    figure("SIGKILL mid maintenance.consolidate_profile: kill to run complete", time.monotonic() - killed_at)
     db = fresh(faults)
     run = db.get(JobRun, run.id)
     assert (run.status, run.units_total, run.units_done, run.failed) == ("success", 4, 4, 0)
