@@ -45,11 +45,13 @@ def build_beat_schedule(settings: Settings) -> dict:
         "analysis-requeue-stale": {
             "task": "analysis.requeue_stale",
             "schedule": timedelta(seconds=settings.analysis_sweep_interval_seconds),
+            "kwargs": {"trigger": "beat"},
             "options": {"expires": settings.analysis_sweep_interval_seconds},
         },
         "ops-archive-failed-analysis-jobs": {
             "task": "ops.archive_failed_analysis_jobs",
             "schedule": crontab(hour=3, minute=30),
+            "kwargs": {"trigger": "beat"},
             "options": {"expires": 3600},
         },
         "maintenance-consolidate-profiles": {

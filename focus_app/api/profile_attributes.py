@@ -57,7 +57,7 @@ class ConsolidateSchema(ma.Schema):
     dry_run = ma.fields.Boolean(load_default=True, metadata={"description": "true: answer the plan only"})
 
 
-class DecisionSchema(ma.Schema):
+class ConsolidationDecisionSchema(ma.Schema):
     action = ma.fields.String(metadata={"enum": ["renamed", "merged", "resolved", "removed"]})
     attribute = ma.fields.Dict()
     into = ma.fields.Dict(allow_none=True)
@@ -70,9 +70,9 @@ class PlanSchema(ma.Schema):
     counts = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
     before = ma.fields.List(ma.fields.Dict())
     after = ma.fields.List(ma.fields.Dict())
-    merged = ma.fields.List(ma.fields.Nested(DecisionSchema))
-    dropped = ma.fields.List(ma.fields.Nested(DecisionSchema))
-    renamed = ma.fields.List(ma.fields.Nested(DecisionSchema))
+    merged = ma.fields.List(ma.fields.Nested(ConsolidationDecisionSchema))
+    dropped = ma.fields.List(ma.fields.Nested(ConsolidationDecisionSchema))
+    renamed = ma.fields.List(ma.fields.Nested(ConsolidationDecisionSchema))
     error = ma.fields.String(allow_none=True)
 
 
