@@ -7,8 +7,10 @@ import logging
 import pkgutil
 from types import ModuleType
 
+import redis
 from flask import Flask
 from flask_smorest import Api
+from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
@@ -79,6 +81,15 @@ def _register_error_handlers(app: Flask, api: Api) -> None:
             _with_message(ServiceUnavailable(), "database unavailable, try again shortly")
         )
 
+    @app.errorhandler(redis.RedisError)
+    @app.errorhandler(BrokerError)
+    def redis_unavailable(error: Exception):
+        # Only endpoints that truly need Redis get here (job state, task owners); writes degrade.
+        log.error("redis unavailable: %s", error)
+        return api.handle_http_exception(
+            _with_message(ServiceUnavailable(), "redis unavailable, try again shortly")
+        )
+
     @app.errorhandler(InternalServerError)
     def internal_error(error: InternalServerError):
         original = getattr(error, "original_exception", None)
@@ -86,7 +97,7 @@ def _register_error_handlers(app: Flask, api: Api) -> None:
             log.exception("unhandled error", exc_info=original)
         return api.handle_http_exception(_with_message(error, "internal error"))
 
-    del domain_error, database_unavailable, internal_error
+    del domain_error, database_unavailable, redis_unavailable, internal_error
 
 
 def _with_message(error: HTTPException, message: str) -> HTTPException:
