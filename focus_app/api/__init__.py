@@ -12,6 +12,7 @@ from flask_smorest import Api
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
+from focus_app.api.metrics import blueprint as metrics_blueprint
 from focus_app.services.errors import Conflict, DomainError, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def register_api(app: Flask) -> Api:
     for module in _resource_modules():
         api.register_blueprint(module.blp, url_prefix=API_PREFIX + module.URL_PREFIX)
 
+    app.register_blueprint(metrics_blueprint)
     _register_error_handlers(app, api)
     return api
 
