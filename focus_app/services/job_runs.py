@@ -8,6 +8,7 @@ is published again.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,6 +19,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from focus_app.models import JobRun, JobRunUnit
+
+
+def beat_slot(interval_seconds: int, now: float | None = None) -> str:
+    """The schedule slot a periodic run belongs to; a slot runs once however often it fires."""
+    return str(int((time.time() if now is None else now) // interval_seconds))
 
 
 @dataclass(frozen=True)

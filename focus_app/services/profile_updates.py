@@ -9,7 +9,6 @@ profile older than 24 h, or none). Losing Redis therefore delays nothing that Po
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,11 +42,6 @@ class UpdatePlan:
     run_id: uuid.UUID | None
     units: list[tuple[uuid.UUID, int, list[str]]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
-
-
-def beat_slot(interval_seconds: int, now: float | None = None) -> str:
-    """The schedule slot a periodic run belongs to; a slot runs once however often it fires."""
-    return str(int((time.time() if now is None else now) // interval_seconds))
 
 
 def plan_update(

@@ -7,11 +7,10 @@ import logging
 from datetime import UTC, date, datetime
 
 from celery import shared_task
-from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import SQLAlchemyError
 
 from focus_app.extensions import db_session, redis_client, settings
-from focus_app.services import intelligence, profile_updates
+from focus_app.services import intelligence, job_runs
 from focus_app.services.llm import provider_from_settings
 from workers.arguments import (
     InvalidTaskArguments,
@@ -20,6 +19,7 @@ from workers.arguments import (
     optional_uuid,
     user_id_list,
 )
+from workers.publish import publish_units
 from workers.retry import is_transient, out_of_retries, retry_later
 
 log = logging.getLogger("weekly_intelligence")
@@ -77,7 +77,7 @@ def weekly(self, trigger="manual", week_of=None, user_ids=None, force_refresh=Fa
         raise
     if plan.run_id is None:
         return plan.summary
-    _publish(plan.units)
+    publish_units(generate, plan.units)
     self.update_state(state="PROGRESS", meta=intelligence.run_progress(db, plan.run_id))
     llm, policy = provider_from_settings(config), intelligence.RetryPolicy.from_settings(config)
     for run_id, unit_no, batch in plan.units:
@@ -136,7 +136,7 @@ def retry_failed(self, trigger="manual"):
     config = settings()
     slot = None
     if trigger == "beat":
-        slot = profile_updates.beat_slot(config.intelligence_retry_interval_seconds)
+        slot = job_runs.beat_slot(config.intelligence_retry_interval_seconds)
     db = db_session()
     try:
         lost = intelligence.lost_units(db, config.unit_republish_after_seconds)
@@ -154,16 +154,4 @@ def retry_failed(self, trigger="manual"):
         if is_transient(exc):
             raise retry_later(self, exc) from exc
         raise
-    return {**summary, "republished": _publish(lost)}
-
-
-def _publish(units) -> int:
-    """After the commit. A publish that fails leaves its unit pending for retry_failed to resend."""
-    published = 0
-    for run_id, unit_no, user_ids in units:
-        try:
-            generate.apply_async(args=[user_ids], kwargs={"run_id": str(run_id), "unit_no": unit_no})
-            published += 1
-        except BrokerError as exc:
-            log.warning("broker unavailable, batch %s/%s left for republishing: %s", run_id, unit_no, exc)
-    return published
+    return {**summary, "republished": publish_units(generate, lost)}
