@@ -307,6 +307,8 @@ def run_job(db: Session, job_id: uuid.UUID, analyser: Analyser, rules: Rules) ->
     ).one_or_none()
     db.commit()
     if claimed is None:
+        if db.get(AnalysisJob, job_id) is None:
+            raise NotFound(f"analysis job {job_id} not found")
         return RunOutcome("duplicate", job_id, detail="job is not pending")
     user_id, context_type, attempt = claimed
     logs.bind(user_id=user_id, context_type=context_type)
