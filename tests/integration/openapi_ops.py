@@ -19,6 +19,7 @@ class Operation:
     schemes: frozenset[str]
     path_params: dict[str, dict]
     has_body: bool
+    parameters: int
 
     @property
     def id(self) -> str:
@@ -61,9 +62,8 @@ def operations() -> tuple[Operation, ...]:
         for method, op in item.items():
             if method == "parameters":
                 continue
-            params = {
-                p["name"]: p.get("schema", {}) for p in shared + op.get("parameters", []) if p["in"] == "path"
-            }
+            declared = shared + op.get("parameters", [])
+            params = {p["name"]: p.get("schema", {}) for p in declared if p["in"] == "path"}
             security = op.get("security", spec.get("security", GLOBAL_SECURITY))
             found.append(
                 Operation(
@@ -72,6 +72,7 @@ def operations() -> tuple[Operation, ...]:
                     frozenset(name for requirement in security for name in requirement),
                     params,
                     "requestBody" in op,
+                    len(declared),
                 )
             )
     return tuple(found)
