@@ -44,7 +44,9 @@ def test_api_conforms_to_its_document_and_never_answers_5xx(api_schema, op, mode
     headers = {"Authorization": f"Bearer {issue_token(TEST_SECRET, 'fuzzer')}", "X-API-Key": TEST_ADMIN_KEY}
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(
+        max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
     def fuzz(case):
         case.call_and_validate(headers=headers, checks=CHECKS)
 
