@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from focus_app import logs
-from focus_app.services import cache, job_runs, profiles
+from focus_app.services import cache, job_runs, job_switches, profiles
 
 JOB_NAME = "focus.update_profiles"
 log = logging.getLogger("focus_profile_update")
@@ -55,6 +55,10 @@ def plan_update(
     user_ids: list[str] | None = None,
     republish_after_seconds: int = 600,
 ) -> UpdatePlan:
+    if job_switches.skip_if_disabled(db, JOB_NAME, trigger=trigger, slot=slot, task_id=task_id):
+        db.commit()
+        log.info("profile update skipped: job disabled")
+        return UpdatePlan(None, summary={"status": "skipped", "reason": "job disabled"})
     start = job_runs.start_run(
         db,
         JOB_NAME,

@@ -14,6 +14,7 @@ from focus_app.services import intelligence, job_runs
 from focus_app.services.llm import provider_from_settings
 from workers.arguments import (
     InvalidTaskArguments,
+    boolean,
     one_of,
     optional_non_negative_int,
     optional_uuid,
@@ -40,19 +41,13 @@ def _week_of(value, required: bool = False) -> date:
     return week_of
 
 
-def _flag(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidTaskArguments(f"{name} must be true or false, got {value!r:.100}")
-    return value
-
-
 @shared_task(bind=True, name="intelligence.weekly", ignore_result=False)
 def weekly(self, trigger="manual", week_of=None, user_ids=None, force_refresh=False):
     """Plan the week's batches, publish them, and work through them itself, reporting progress."""
     one_of(trigger, "trigger", ("beat", "manual", "api"))
     if user_ids is not None:
         user_id_list(user_ids)
-    _flag(force_refresh, "force_refresh")
+    boolean(force_refresh, "force_refresh")
     config = settings()
     if trigger == "beat":
         now = datetime.now(UTC)
@@ -102,7 +97,7 @@ def generate(self, user_ids, week_of=None, force_refresh=False, run_id=None, uni
     if (run_uuid is None) != (unit is None):
         raise InvalidTaskArguments("run_id and unit_no go together: give both or neither")
     week = None if run_uuid is not None else _week_of(week_of, required=True)
-    _flag(force_refresh, "force_refresh")
+    boolean(force_refresh, "force_refresh")
     config = settings()
     policy = intelligence.RetryPolicy.from_settings(config)
     db = db_session()
