@@ -123,6 +123,11 @@ def _alice_task(client, db, redis_conn, headers):
     return {"task_id": "task-of-alice"}
 
 
+def _alice_attribute(client, db, redis_conn, headers):
+    body = {"category": "preference", "key": "drink", "value": "tea"}
+    return {"attribute_id": client.post("/api/v1/profile/attributes", json=body, headers=headers).json["id"]}
+
+
 # One way to own a resource per path template that names one; a new template fails the test
 # below until it gets its factory here.
 OWNED_BY_ALICE = {
@@ -132,6 +137,7 @@ OWNED_BY_ALICE = {
     "/api/v1/profile/analyze/{job_id}": _alice_analysis_job,
     "/api/v1/intelligence/briefs/{week_of}": _alice_brief,
     "/api/v1/jobs/{task_id}": _alice_task,
+    "/api/v1/profile/attributes/{attribute_id}": _alice_attribute,
 }
 
 

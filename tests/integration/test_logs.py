@@ -122,3 +122,19 @@ def test_every_request_writes_an_access_line_with_its_request_id(client, auth, c
     }
     assert (second.context["request_id"], second.context["status"]) == ("req-b", 401)
     assert "user_id" not in second.context
+
+
+@pytest.mark.usefixtures("worker")
+def test_maintenance_lines_carry_run_and_user(celery_app, caplog):
+    caplog.handler.addFilter(logs.ContextFilter())
+    with caplog.at_level(logging.INFO):
+        result = celery_app.send_task("maintenance.consolidate_profile", args=["mona"])
+        summary = result.get(timeout=60)
+
+    lines = _task_records(caplog, result.id)
+    assert any(r.getMessage().startswith("profile consolidated") for r in lines), caplog.text
+    for record in lines:
+        assert record.context["task_name"] == "maintenance.consolidate_profile"
+        assert record.context["user_id"] == "mona"
+        assert record.context["run_id"]
+    assert summary["entity_id"] == "mona"

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 WRONG = {"not": ["a", "valid", "value"]}
 # A valid value for each required parameter, so the wrong one under test is the only problem.
-VALID = {"user_ids": ["nobody"], "job_id": "00000000-0000-4000-8000-000000000000"}
+VALID = {"user_ids": ["nobody"], "job_id": "00000000-0000-4000-8000-000000000000", "entity_id": "nobody"}
 # Arguments a task needs together with its required ones (a hand-typed generate names its week).
 _today = date.today()
 ALSO_NEEDED = {"intelligence.generate": {"week_of": str(_today - timedelta(days=_today.weekday() + 7))}}
@@ -91,6 +91,7 @@ def test_unknown_ids_fail_with_a_clear_message(celery_app, outcomes):
         "analysis.replay": {"job_id": unknown},
         "focus.compute_profiles": {"user_ids": ["x"], "run_id": unknown, "unit_no": 0},
         "intelligence.generate": {"user_ids": ["x"], "run_id": unknown, "unit_no": 0},
+        "maintenance.consolidate_profile": {"entity_id": "x", "run_id": unknown, "unit_no": 0},
     }
     sent = {celery_app.send_task(name, kwargs=kwargs).id: name for name, kwargs in calls.items()}
 
