@@ -18,9 +18,11 @@ from locust.env import Environment  # isort: skip
 import argparse
 import itertools
 import subprocess
+import sys
 import time
 import urllib.request
 from contextlib import contextmanager
+from pathlib import Path
 
 import gevent
 
@@ -48,7 +50,13 @@ def gunicorn(app_spec: str, env: dict[str, str]):
     process = subprocess.Popen(
         ["sh", "-c", "exec " + command.replace(FOCUS_APP, app_spec)],
         cwd=ROOT,
-        env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
+        # The venv's gunicorn, as under `make run`, even when the venv is not activated.
+        env={
+            **env,
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "PATH": f"{Path(sys.executable).parent}:{env['PATH']}",
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
