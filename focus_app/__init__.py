@@ -65,6 +65,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         access_log.info("%s %s %s %.1fms", request.method, request.path, response.status_code, elapsed_ms)
         return response
 
+    @app.teardown_request
+    def unbind_request(_exc: BaseException | None) -> None:
+        # A line the thread logs between requests must not carry the last request's ids.
+        logs.clear()
+
     from focus_app.api import register_api
     from workers.celery_app import celery_init_app
 

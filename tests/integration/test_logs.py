@@ -138,3 +138,13 @@ def test_maintenance_lines_carry_run_and_user(celery_app, caplog):
         assert record.context["user_id"] == "mona"
         assert record.context["run_id"]
     assert summary["entity_id"] == "mona"
+
+
+def test_lines_logged_after_a_request_do_not_carry_its_ids(client, auth, caplog):
+    caplog.handler.addFilter(logs.ContextFilter())
+    client.get("/api/v1/focus-sessions/active", headers={**auth("gone"), "X-Request-ID": "req-old"})
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger("elsewhere").warning("between requests")
+
+    (line,) = [r for r in caplog.records if r.getMessage() == "between requests"]
+    assert line.context == {}
