@@ -8,12 +8,14 @@ import pkgutil
 from types import ModuleType
 
 import redis
-from flask import Flask
+from flask import Flask, request
 from flask_smorest import Api
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
+from focus_app.api.base import reject_nul
+from focus_app.api.metrics import blueprint as metrics_blueprint
 from focus_app.services.errors import Conflict, DomainError, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,12 @@ def register_api(app: Flask) -> Api:
 
     for module in _resource_modules():
         api.register_blueprint(module.blp, url_prefix=API_PREFIX + module.URL_PREFIX)
+
+    app.register_blueprint(metrics_blueprint)
+
+    @app.before_request
+    def reject_nul_in_path() -> None:
+        reject_nul("path", request.view_args or {})
 
     _register_error_handlers(app, api)
     return api

@@ -22,6 +22,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from focus_app import logs
 from focus_app.models import JobRun, JobRunUnit
 from focus_app.models.intelligence import JobRetryQueue, WeeklyBrief
 from focus_app.services import briefs, job_runs, job_switches
@@ -149,6 +150,7 @@ def plan_weekly(
         db.rollback()
         log.info("weekly intelligence skipped: week %s already ran", week_of)
         return WeeklyPlan(None, summary={"status": "skipped", "reason": f"week {week_of} already ran"})
+    logs.bind(run_id=str(run.id))
     if not start.created:
         units = [(run.id, n, p) for n, p in job_runs.pending_units(db, run.id)]
         db.commit()
@@ -570,6 +572,7 @@ def process_retry_queue(
     if run is None or not start.created:
         db.rollback()
         return {"status": "skipped", "reason": f"slot {slot} already ran"}
+    logs.bind(run_id=str(run.id))
     due = list(
         db.scalars(
             select(JobRetryQueue)

@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from focus_app import logs
 from focus_app.models import JobRun
 from focus_app.models.maintenance import ProfileAttribute, ProfileEntity
 from focus_app.services import consolidation, job_runs, job_switches
@@ -296,6 +297,7 @@ def plan_run(
     if run is None:
         db.rollback()
         return RunPlan(None, summary={"status": "skipped", "reason": f"slot {slot} already ran"})
+    logs.bind(run_id=str(run.id))
     if not start.created:
         units = [(run.id, n, p) for n, p in job_runs.pending_units(db, run.id)]
         db.commit()
@@ -333,12 +335,15 @@ def consolidate_entity(
 ) -> dict[str, Any]:
     """Consolidate one entity. Within a periodic run its unit is claimed in the same transaction
     as the replace (exactly once in effect); alone, it records its own job run."""
+    user_id = entity_id if entity_type == "user" else None
+    logs.bind(run_id=str(run_id) if run_id else None, unit=unit_no, user_id=user_id, entity_type=entity_type)
     own_run = None
     if run_id is None:
         start = job_runs.start_run(
             db, ENTITY_JOB_NAME, trigger, task_id=task_id, scope=f"{entity_type}:{entity_id}"
         )
         own_run = start.run
+        logs.bind(run_id=str(own_run.id) if own_run else None)
         if own_run is not None and own_run.finished_at is not None:
             db.rollback()
             return {"status": "duplicate", "run_id": str(own_run.id)}

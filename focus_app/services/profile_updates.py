@@ -141,7 +141,7 @@ def compute_batch(
     unit_no: int | None = None,
 ) -> dict[str, Any]:
     """Compute one batch; with a run unit, exactly once in effect however often it is delivered."""
-    logs.bind(run_id=str(run_id) if run_id else None, unit=unit_no)
+    logs.bind(run_id=str(run_id) if run_id else None, unit=unit_no, user_id=logs.only_user(user_ids))
     if run_id is not None and not job_runs.claim_unit(db, run_id, unit_no):
         db.rollback()
         return {"status": "duplicate", "run_id": str(run_id), "unit": unit_no}
