@@ -100,6 +100,8 @@ def run() -> None:
         f"  Admin key  {settings.admin_api_key}\n"
         f"  Dev token  {dev_token}\n"
         f"             (user 'dev-user'; more with: .venv/bin/focus-app token USER_ID)\n"
+        f"  Trigger    FOCUS_ENV={env['FOCUS_ENV']} DATABASE_URL='{env['DATABASE_URL']}' "
+        f"REDIS_URL='{env['REDIS_URL']}' .venv/bin/celery -A workers call focus.update_profiles\n"
         f"  Ctrl-C stops everything.\n"
     )
     honcho = [str(Path(sys.executable).parent / "honcho"), "start", "-f", "Procfile", "-p", port]
