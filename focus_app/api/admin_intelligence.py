@@ -43,7 +43,7 @@ class TriggeredSchema(ma.Schema):
     status = ma.fields.String()
 
 
-class HealthSchema(ma.Schema):
+class IntelligenceHealthSchema(ma.Schema):
     healthy = ma.fields.Boolean()
     score = ma.fields.Float()
     checks = ma.fields.Dict()
@@ -73,7 +73,7 @@ def trigger(body):
 
 @blp.route("/health", methods=["GET"])
 @blp.doc(security=ADMIN_SECURITY)
-@blp.response(200, HealthSchema)
+@blp.response(200, IntelligenceHealthSchema)
 def health():
     """Health of the weekly intelligence: last run, success rate, timing, cache, errors"""
     return intelligence.health(db_session(), redis_client())

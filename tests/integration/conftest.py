@@ -24,7 +24,15 @@ TABLES = [table.name for table in Base.metadata.sorted_tables]
 @pytest.fixture(scope="session")
 def app(test_settings):
     upgrade(test_settings.database_url)
-    return create_app(test_settings)
+    flask_app = create_app(test_settings)
+    yield flask_app
+    # Stop listening for results before the embedded Redis goes away, or the result consumer
+    # spends its 20 reconnection attempts on a server that is gone.
+    celery = flask_app.extensions["celery"]
+    consumer = getattr(celery.backend, "result_consumer", None)
+    if consumer is not None and getattr(consumer, "_pubsub", None) is not None:
+        consumer.stop()
+    celery.close()
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ BAD_CREDENTIALS = {
     "not bearer": {"Authorization": "Basic YWxpY2U6c2VjcmV0"},
     "empty bearer": {"Authorization": "Bearer "},
     "garbage": {"Authorization": "Bearer not.a.jwt"},
-    "wrong signature": {"Authorization": f"Bearer {token(secret='another-secret-0123456789abcdef')}"},
+    "wrong signature": {"Authorization": f"Bearer {token(secret='another-secret-0123456789abcdef-0123456789')}"},
     "expired": {"Authorization": f"Bearer {token(exp=int(time.time()) - 10)}"},
     "no expiry": {"Authorization": "Bearer " + jwt.encode({"sub": "alice"}, TEST_SECRET, "HS256")},
     "no subject": {"Authorization": "Bearer " + jwt.encode({"exp": int(time.time()) + 60}, TEST_SECRET)},
