@@ -14,6 +14,9 @@ from tests.conftest import TEST_ADMIN_KEY, TEST_SECRET
 from tests.integration.openapi_ops import operations, select
 
 
+OTHER_SECRET = "another-secret-0123456789abcdef-0123456789"
+
+
 def token(secret=TEST_SECRET, algorithm="HS256", **claims) -> str:
     now = int(time.time())
     return jwt.encode({"sub": "alice", "iat": now, "exp": now + 600, **claims}, secret, algorithm)
@@ -24,7 +27,7 @@ BAD_CREDENTIALS = {
     "not bearer": {"Authorization": "Basic YWxpY2U6c2VjcmV0"},
     "empty bearer": {"Authorization": "Bearer "},
     "garbage": {"Authorization": "Bearer not.a.jwt"},
-    "wrong signature": {"Authorization": f"Bearer {token(secret='another-secret-0123456789abcdef-0123456789')}"},
+    "wrong signature": {"Authorization": f"Bearer {token(secret=OTHER_SECRET)}"},
     "expired": {"Authorization": f"Bearer {token(exp=int(time.time()) - 10)}"},
     "no expiry": {"Authorization": "Bearer " + jwt.encode({"sub": "alice"}, TEST_SECRET, "HS256")},
     "no subject": {"Authorization": "Bearer " + jwt.encode({"exp": int(time.time()) + 60}, TEST_SECRET)},
