@@ -13,7 +13,6 @@ from focus_app.services import task_tracking
 from tests.conftest import TEST_ADMIN_KEY, TEST_SECRET
 from tests.integration.openapi_ops import operations, select
 
-
 OTHER_SECRET = "another-secret-0123456789abcdef-0123456789"
 
 
