@@ -186,9 +186,7 @@ def main() -> None:
                 stored = connection.scalar(select(text("count(*)")).select_from(WeeklyBrief))
 
             fast, slow = args.users / elapsed, len(sample) / baseline
-            print(
-                f"set-based, worker -c 2: {args.users} users in {elapsed:.2f} s = {fast:,.0f} users/s"
-            )
+            print(f"set-based, worker -c 2: {args.users} users in {elapsed:.2f} s = {fast:,.0f} users/s")
             print(f"per-user baseline ({len(sample)} users): {baseline:.2f} s = {slow:,.0f} users/s")
             print(f"per-user baseline extrapolated to {args.users} users: {args.users / slow:.1f} s")
             print(f"ratio: {fast / slow:.1f}x   briefs stored: {stored}   run: {result['run_id']}")
