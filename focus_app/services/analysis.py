@@ -285,7 +285,7 @@ def list_jobs(
 
 @dataclass(frozen=True)
 class RunOutcome:
-    status: str  # completed | retry | failed | duplicate | lost_claim
+    status: str  # completed | retry | failed | duplicate | lost_claim | skipped
     job_id: uuid.UUID
     retry_in: float | None = None
     detail: str | None = None
@@ -305,6 +305,9 @@ def run_job(db: Session, job_id: uuid.UUID, analyser: Analyser, rules: Rules) ->
     ).one_or_none()
     db.commit()
     if claimed is None:
+        if db.get(AnalysisJob, job_id) is None:
+            # Its user deleted their account (the job went with it): nothing to do, nothing to write.
+            return RunOutcome("skipped", job_id, detail="job no longer exists")
         return RunOutcome("duplicate", job_id, detail="job is not pending")
     user_id, context_type, attempt = claimed
     messages = _messages_to_analyse(db, user_id, context_type, rules.max_messages)
