@@ -57,8 +57,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         return response
 
     from focus_app.api import register_api
+    from focus_app.web import register_web
     from workers.celery_app import celery_init_app
 
     register_api(app)
+    register_web(app)
     celery_init_app(app)
     return app

@@ -13,8 +13,10 @@ from sqlalchemy.orm import Session
 from focus_app.api.analysis_common import AnalysisJobSchema
 from focus_app.api.auth import current_user_id, require_user
 from focus_app.api.base import Blueprint
+from focus_app.api.intelligence import BriefSchema
 from focus_app.extensions import db_session, redis_client, settings
 from focus_app.services import account, cache, intelligence
+from focus_app.services.errors import NotFound
 
 URL_PREFIX = "/me"
 blp = Blueprint("me", __name__, description="The caller's settings, data export and account deletion")
@@ -68,6 +70,7 @@ class DayFocusSchema(ma.Schema):
 class DashboardSchema(ma.Schema):
     days = ma.fields.List(ma.fields.Nested(DayFocusSchema), metadata={"description": "oldest first"})
     last_analysis = ma.fields.Nested(AnalysisJobSchema, allow_none=True)
+    latest_brief = ma.fields.Nested(BriefSchema, allow_none=True)
 
 
 @blp.route("", methods=["GET"])
@@ -133,10 +136,18 @@ def _streamed(
 @blp.arguments(DashboardArgsSchema, location="query")
 @blp.response(200, DashboardSchema)
 def dashboard(args):
-    """Focus minutes per local day (last `days`, default 28) and the caller's last analysis job"""
+    """Focus minutes per local day (last `days`, default 28), the last analysis job and the latest
+    brief (null when there is none: a new user's page loads without a 404)"""
     db = db_session()
     user_id = current_user_id()
+    try:
+        brief = intelligence.brief_view(
+            db, redis_client(), user_id, None, ttl_seconds=settings().brief_cache_ttl_seconds
+        )
+    except NotFound:
+        brief = None
     return {
         "days": account.daily_focus(db, user_id, args["days"]),
         "last_analysis": account.last_analysis(db, user_id),
+        "latest_brief": brief,
     }
