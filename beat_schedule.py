@@ -15,6 +15,7 @@ INTELLIGENCE_TICK_MINUTES = 10
 def build_beat_schedule(settings: Settings) -> dict:
     profile_interval = settings.profile_update_interval_seconds
     retry_interval = settings.intelligence_retry_interval_seconds
+    maintenance_interval = settings.profile_maintenance_interval_minutes * 60
     return {
         "focus-update-profiles": {
             "task": "focus.update_profiles",
@@ -44,12 +45,20 @@ def build_beat_schedule(settings: Settings) -> dict:
         "analysis-requeue-stale": {
             "task": "analysis.requeue_stale",
             "schedule": timedelta(seconds=settings.analysis_sweep_interval_seconds),
+            "kwargs": {"trigger": "beat"},
             "options": {"expires": settings.analysis_sweep_interval_seconds},
         },
         "ops-archive-failed-analysis-jobs": {
             "task": "ops.archive_failed_analysis_jobs",
             "schedule": crontab(hour=3, minute=30),
+            "kwargs": {"trigger": "beat"},
             "options": {"expires": 3600},
+        },
+        "maintenance-consolidate-profiles": {
+            "task": "maintenance.consolidate_profiles",
+            "schedule": timedelta(seconds=maintenance_interval),
+            "kwargs": {"trigger": "beat"},
+            "options": {"expires": maintenance_interval},
         },
     }
 

@@ -52,6 +52,10 @@ class Settings:
     task_soft_time_limit_seconds: int = 240
     task_time_limit_seconds: int = 300
     broker_visibility_timeout_seconds: int = 3600
+    # A message run this many times without being acknowledged (its worker died) is parked.
+    task_max_deliveries: int = 5
+    profile_maintenance_interval_minutes: int = 60
+    profile_attributes_max_per_entity: int = 500
     max_request_bytes: int = 64 * 1024
     intelligence_batch_size: int = 500
     intelligence_grace_seconds: int = 3600

@@ -23,6 +23,11 @@ def bind(**fields: Any) -> None:
     _context.set({**(_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
 
 
+def only_user(user_ids: list[str]) -> str | None:
+    """A batch of one user (a hand-typed call, a retry) logs that user's id; a larger one its run."""
+    return user_ids[0] if len(set(user_ids)) == 1 else None
+
+
 def clear() -> None:
     _context.set(None)
 

@@ -50,3 +50,9 @@ def one_of(value: Any, name: str, allowed: Iterable[str]) -> str:
     if value not in allowed:
         raise InvalidTaskArguments(f"{name} must be one of {', '.join(allowed)}, got {value!r:.100}")
     return value
+
+
+def boolean(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidTaskArguments(f"{name} must be true or false, got {value!r:.100}")
+    return value

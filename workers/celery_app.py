@@ -47,6 +47,10 @@ def celery_config(settings: Settings) -> dict:
         "broker_transport_options": {
             # Above the hard time limit, or a long task would be handed to a second worker.
             "visibility_timeout": settings.broker_visibility_timeout_seconds,
+            # Messages of a dead worker come back one visibility timeout after their delivery: scan
+            # for them every 10 s (kombu's default scans every 10th tick, 100 s).
+            "unacked_restore_interval": 10,
+            "unacked_restore_throttle": 1,
             "queue_order_strategy": "priority",
         },
         "result_backend_transport_options": {
@@ -76,9 +80,13 @@ def celery_config(settings: Settings) -> dict:
 
 
 def celery_init_app(app: Flask) -> Celery:
+    from workers.deliveries import enforce_delivery_limit
+
     class FlaskTask(Task):
         def __call__(self, *args: object, **kwargs: object) -> object:
             with app.app_context():
+                # A message that killed its worker TASK_MAX_DELIVERIES times is parked, not run.
+                enforce_delivery_limit(self)
                 return self.run(*args, **kwargs)
 
     celery = Celery(app.name, task_cls=FlaskTask)

@@ -1,11 +1,18 @@
-"""Worker process hooks."""
+"""Worker process hooks, and the publish-time stamp every task message carries."""
 
 from __future__ import annotations
 
-from celery.signals import task_postrun, task_prerun, worker_process_init
+import logging
+import time
+
+import redis
+from celery.signals import before_task_publish, task_postrun, task_prerun, task_success, worker_process_init
 from flask import Flask
 
 from focus_app import logs
+from focus_app.services import metrics
+
+log = logging.getLogger(__name__)
 
 
 def connect(app: Flask) -> None:
@@ -13,7 +20,26 @@ def connect(app: Flask) -> None:
         # A forked child must open its own connections (SQLAlchemy pooling docs, Superset does this).
         app.extensions["db"].after_fork()
 
+    periodic = {entry["task"] for entry in app.extensions["celery"].conf.beat_schedule.values()}
+
+    def record_periodic_success(sender=None, **_kwargs: object) -> None:
+        """Feeds focus_periodic_task_last_success_timestamp_seconds; metrics never fail a task."""
+        if sender is None or sender.name not in periodic:
+            return
+        try:
+            metrics.record_periodic_success(app.extensions["redis"], sender.name, time.time())
+        except redis.RedisError as exc:
+            log.warning("redis unavailable, success of %s not recorded for metrics: %s", sender.name, exc)
+
     worker_process_init.connect(dispose_inherited_pool, weak=False)
+    task_success.connect(record_periodic_success, weak=False)
+
+
+@before_task_publish.connect
+def stamp_sent_at(headers=None, **_kwargs: object) -> None:
+    """The queue-age metric reads this header from the oldest waiting message of each queue."""
+    if headers is not None:
+        headers[metrics.SENT_AT_HEADER] = time.time()
 
 
 @task_prerun.connect

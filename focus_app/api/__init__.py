@@ -7,11 +7,15 @@ import logging
 import pkgutil
 from types import ModuleType
 
-from flask import Flask
+import redis
+from flask import Flask, request
 from flask_smorest import Api
+from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
+from focus_app.api.base import reject_nul
+from focus_app.api.metrics import blueprint as metrics_blueprint
 from focus_app.services.errors import Conflict, DomainError, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,12 @@ def register_api(app: Flask) -> Api:
     for module in _resource_modules():
         api.register_blueprint(module.blp, url_prefix=API_PREFIX + module.URL_PREFIX)
 
+    app.register_blueprint(metrics_blueprint)
+
+    @app.before_request
+    def reject_nul_in_path() -> None:
+        reject_nul("path", request.view_args or {})
+
     _register_error_handlers(app, api)
     return api
 
@@ -79,6 +89,15 @@ def _register_error_handlers(app: Flask, api: Api) -> None:
             _with_message(ServiceUnavailable(), "database unavailable, try again shortly")
         )
 
+    @app.errorhandler(redis.RedisError)
+    @app.errorhandler(BrokerError)
+    def redis_unavailable(error: Exception):
+        # Only endpoints that truly need Redis get here (job state, task owners); writes degrade.
+        log.error("redis unavailable: %s", error)
+        return api.handle_http_exception(
+            _with_message(ServiceUnavailable(), "redis unavailable, try again shortly")
+        )
+
     @app.errorhandler(InternalServerError)
     def internal_error(error: InternalServerError):
         original = getattr(error, "original_exception", None)
@@ -86,7 +105,7 @@ def _register_error_handlers(app: Flask, api: Api) -> None:
             log.exception("unhandled error", exc_info=original)
         return api.handle_http_exception(_with_message(error, "internal error"))
 
-    del domain_error, database_unavailable, internal_error
+    del domain_error, database_unavailable, redis_unavailable, internal_error
 
 
 def _with_message(error: HTTPException, message: str) -> HTTPException:

@@ -29,7 +29,7 @@ def publish(decision: analysis.Decision) -> None:
         analysis.record_published(db_session(), job.id, task_id)
 
 
-class DecisionSchema(ma.Schema):
+class AnalysisDecisionSchema(ma.Schema):
     status = ma.fields.String(metadata={"enum": ["enqueued", "pending", "rate_limited", "not_due"]})
     job_id = ma.fields.String(allow_none=True)
     retry_after = ma.fields.Integer(allow_none=True, metadata={"description": "seconds, when rate limited"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
-from focus_app.api.analysis_common import CONTEXT_TYPE, DecisionSchema, publish, rules
+from focus_app.api.analysis_common import CONTEXT_TYPE, AnalysisDecisionSchema, publish, rules
 from focus_app.api.auth import current_user_id, require_user
 from focus_app.api.base import Blueprint
 from focus_app.extensions import db_session
@@ -32,7 +32,7 @@ class ChatMessageSchema(ma.Schema):
 
 class ChatMessageCreatedSchema(ma.Schema):
     message = ma.fields.Nested(ChatMessageSchema)
-    analysis = ma.fields.Nested(DecisionSchema)
+    analysis = ma.fields.Nested(AnalysisDecisionSchema)
 
 
 @blp.route("/messages", methods=["POST"])

@@ -40,4 +40,12 @@ def enqueue(
     except (BrokerError, redis.RedisError, OSError) as exc:
         log.warning("broker unavailable, %s not published now (its sweeper will): %s", task_name, exc)
         return None
+    except RuntimeError as exc:
+        # Celery's Redis result backend subscribes to the task's result channel before publishing
+        # and reports a lost connection as RuntimeError ("Retry limit exceeded ... result store");
+        # it reconnects on the next publish once Redis is back.
+        if not isinstance(exc.__cause__, redis.RedisError):
+            raise
+        log.warning("redis unavailable, %s not published now (its sweeper will): %s", task_name, exc)
+        return None
     return task_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import marshmallow as ma
 import redis
 from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
@@ -17,9 +18,27 @@ URL_PREFIX = ""
 blp = Blueprint("service", __name__, description="Liveness and readiness")
 log = logging.getLogger(__name__)
 
+CHECK_STATES = ["ok", "unreachable"]
+
+
+class HealthSchema(ma.Schema):
+    status = ma.fields.String(metadata={"enum": ["ok"]})
+
+
+class ChecksSchema(ma.Schema):
+    database = ma.fields.String(metadata={"enum": CHECK_STATES})
+    redis = ma.fields.String(metadata={"enum": CHECK_STATES})
+    broker = ma.fields.String(metadata={"enum": CHECK_STATES})
+
+
+class ReadySchema(ma.Schema):
+    status = ma.fields.String(metadata={"enum": ["ok", "unavailable"]})
+    checks = ma.fields.Nested(ChecksSchema)
+
 
 @blp.route("/health")
 @blp.doc(security=[])
+@blp.response(200, HealthSchema)
 def health():
     """Liveness: the web process answers."""
     return {"status": "ok"}
@@ -27,6 +46,8 @@ def health():
 
 @blp.route("/ready")
 @blp.doc(security=[])
+@blp.response(200, ReadySchema)
+@blp.alt_response(503, schema=ReadySchema, description="PostgreSQL, Redis or the broker is unreachable")
 def ready():
     """Readiness: PostgreSQL, Redis and the broker are reachable (503 otherwise)."""
     checks = {"database": _check_database(), "redis": _check_redis(), "broker": _check_broker()}

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from focus_app.api.analysis_common import CONTEXT_TYPE, AnalysisJobSchema, DecisionSchema, publish, rules
+from focus_app.api.analysis_common import (
+    CONTEXT_TYPE,
+    AnalysisDecisionSchema,
+    AnalysisJobSchema,
+    publish,
+    rules,
+)
 from focus_app.api.auth import current_user_id, require_user
 from focus_app.api.base import Blueprint
 from focus_app.extensions import db_session
@@ -27,7 +33,7 @@ class InterpretationSchema(ma.Schema):
     analyzed_at = ma.fields.DateTime()
 
 
-class ContextDecisionSchema(DecisionSchema):
+class ContextDecisionSchema(AnalysisDecisionSchema):
     context_type = ma.fields.String()
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from focus_app.models import Base, FocusSession, Task, User, UserFocusProfile
 from focus_app.models.analysis import AnalysisJob, ChatMessage, ProfileInterpretation
 from focus_app.models.intelligence import UserPreference, WeeklyBrief
+from focus_app.models.maintenance import ProfileAttribute, ProfileEntity
 from focus_app.services import cache, intelligence
 from focus_app.services.errors import InvalidInput, NotFound
 
@@ -202,6 +203,12 @@ def export_json(db: Session, user_id: str) -> Iterator[str]:
     yield '{"account": ' + _dumps(account_settings(db, user_id))
     profile = db.scalars(select(UserFocusProfile).where(UserFocusProfile.user_id == user_id)).one_or_none()
     yield ', "profile": ' + _dumps(_row_dict(profile) if profile else None)
+    attributes = db.scalars(
+        select(ProfileAttribute)
+        .where(ProfileAttribute.entity_type == "user", ProfileAttribute.entity_id == user_id)
+        .order_by(ProfileAttribute.category, ProfileAttribute.key)
+    )
+    yield ', "attributes": ' + _dumps([_row_dict(row) for row in attributes])
     for key, model, order in (
         ("interpretations", ProfileInterpretation, ProfileInterpretation.context_type),
         ("briefs", WeeklyBrief, WeeklyBrief.week_of),
@@ -282,6 +289,14 @@ def _delete_rows(db: Session, user_id: str) -> dict[str, int]:
         if deleted:
             counts[table.name] = deleted
 
+    # Profile attributes (seed 003) are keyed by entity: the entity row first, the order in which a
+    # consolidation locks it, so one in flight finishes first and a later one finds nothing to update.
+    for model in (ProfileEntity, ProfileAttribute):
+        deleted = db.execute(
+            delete(model).where(model.entity_type == "user", model.entity_id == user_id)
+        ).rowcount
+        if deleted:
+            counts[model.__tablename__] = deleted
     for table in linked:
         delete_from(table)
     counts["users"] = db.execute(delete(User).where(User.id == user_id)).rowcount

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from focus_app import logs
 from focus_app.models.analysis import AnalysisJob, ChatMessage, ProfileInterpretation
 from focus_app.services.analyser import Analyser
 from focus_app.services.errors import NotFound
@@ -285,7 +286,7 @@ def list_jobs(
 
 @dataclass(frozen=True)
 class RunOutcome:
-    status: str  # completed | retry | failed | duplicate | lost_claim | skipped
+    status: str  # completed | retry | failed | duplicate | lost_claim
     job_id: uuid.UUID
     retry_in: float | None = None
     detail: str | None = None
@@ -297,6 +298,7 @@ class RunOutcome:
 
 def run_job(db: Session, job_id: uuid.UUID, analyser: Analyser, rules: Rules) -> RunOutcome:
     """Claim (pending → processing), analyse, store. A duplicate delivery is a no-op."""
+    logs.bind(job_id=str(job_id))
     claimed = db.execute(
         update(AnalysisJob)
         .where(AnalysisJob.id == job_id, AnalysisJob.status == "pending")
@@ -306,10 +308,10 @@ def run_job(db: Session, job_id: uuid.UUID, analyser: Analyser, rules: Rules) ->
     db.commit()
     if claimed is None:
         if db.get(AnalysisJob, job_id) is None:
-            # Its user deleted their account (the job went with it): nothing to do, nothing to write.
-            return RunOutcome("skipped", job_id, detail="job no longer exists")
+            raise NotFound(f"analysis job {job_id} not found")
         return RunOutcome("duplicate", job_id, detail="job is not pending")
     user_id, context_type, attempt = claimed
+    logs.bind(user_id=user_id, context_type=context_type)
     messages = _messages_to_analyse(db, user_id, context_type, rules.max_messages)
     total = _on_record_count(db, user_id, context_type)
     if total < rules.min_messages:

@@ -22,9 +22,10 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from focus_app import logs
 from focus_app.models import JobRun, JobRunUnit, User
 from focus_app.models.intelligence import JobRetryQueue, WeeklyBrief
-from focus_app.services import briefs, job_runs
+from focus_app.services import briefs, job_runs, job_switches
 from focus_app.services.cache import _Script
 from focus_app.services.errors import InvalidInput, NotFound
 from focus_app.services.llm import LLMError, LLMProvider
@@ -134,6 +135,9 @@ def plan_weekly(
     second beat process or a restarted beat, and a manual trigger for the same week run it once.
     """
     slot = week_slot(week_of) if user_ids is None and not force_refresh else None
+    if job_switches.skip_if_disabled(db, JOB_NAME, trigger=trigger, slot=slot, task_id=task_id):
+        db.commit()
+        return WeeklyPlan(None, summary={"status": "skipped", "reason": "job disabled"})
     start = job_runs.start_run(
         db,
         JOB_NAME,
@@ -147,6 +151,7 @@ def plan_weekly(
         db.rollback()
         log.info("weekly intelligence skipped: week %s already ran", week_of)
         return WeeklyPlan(None, summary={"status": "skipped", "reason": f"week {week_of} already ran"})
+    logs.bind(run_id=str(run.id))
     if not start.created:
         units = [(run.id, n, p) for n, p in job_runs.pending_units(db, run.id)]
         db.commit()
@@ -580,11 +585,15 @@ def process_retry_queue(
     Rows are locked (SKIP LOCKED) in the transaction that regenerates them, so two overlapping
     runs never retry the same user twice.
     """
+    if job_switches.skip_if_disabled(db, RETRY_JOB_NAME, trigger=trigger, slot=slot, task_id=task_id):
+        db.commit()
+        return {"status": "skipped", "reason": "job disabled"}
     start = job_runs.start_run(db, RETRY_JOB_NAME, trigger, slot=slot, task_id=task_id, scope="retry queue")
     run = start.run
     if run is None or not start.created:
         db.rollback()
         return {"status": "skipped", "reason": f"slot {slot} already ran"}
+    logs.bind(run_id=str(run.id))
     due = list(
         db.scalars(
             select(JobRetryQueue)

@@ -8,6 +8,7 @@ is published again.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,6 +19,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from focus_app.models import JobRun, JobRunUnit
+from focus_app.services.errors import NotFound
+
+
+def beat_slot(interval_seconds: int, now: float | None = None) -> str:
+    """The schedule slot a periodic run belongs to; a slot runs once however often it fires."""
+    return str(int((time.time() if now is None else now) // interval_seconds))
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,10 @@ def stale_pending_units(
 
 
 def claim_unit(db: Session, run_id: uuid.UUID, unit_no: int, status: str = "done") -> bool:
-    """Compare-and-set pending -> status; False when another delivery already took it."""
+    """Compare-and-set pending -> status; False when another delivery already took it.
+
+    A unit that does not exist (a hand-typed run id or unit number) is NotFound, not a duplicate.
+    """
     claimed = db.execute(
         update(JobRunUnit)
         .where(
@@ -97,6 +107,8 @@ def claim_unit(db: Session, run_id: uuid.UUID, unit_no: int, status: str = "done
         .values(status=status, finished_at=func.now())
         .returning(JobRunUnit.unit_no)
     ).scalar_one_or_none()
+    if claimed is None and db.get(JobRunUnit, (run_id, unit_no)) is None:
+        raise NotFound(f"job run {run_id} has no unit {unit_no}")
     return claimed is not None
 
 

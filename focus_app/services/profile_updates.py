@@ -9,7 +9,6 @@ profile older than 24 h, or none). Losing Redis therefore delays nothing that Po
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from focus_app import logs
-from focus_app.services import cache, job_runs, profiles
+from focus_app.services import cache, job_runs, job_switches, profiles
 
 JOB_NAME = "focus.update_profiles"
 log = logging.getLogger("focus_profile_update")
@@ -45,11 +44,6 @@ class UpdatePlan:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def beat_slot(interval_seconds: int, now: float | None = None) -> str:
-    """The schedule slot a periodic run belongs to; a slot runs once however often it fires."""
-    return str(int((time.time() if now is None else now) // interval_seconds))
-
-
 def plan_update(
     db: Session,
     client: redis.Redis,
@@ -61,6 +55,10 @@ def plan_update(
     user_ids: list[str] | None = None,
     republish_after_seconds: int = 600,
 ) -> UpdatePlan:
+    if job_switches.skip_if_disabled(db, JOB_NAME, trigger=trigger, slot=slot, task_id=task_id):
+        db.commit()
+        log.info("profile update skipped: job disabled")
+        return UpdatePlan(None, summary={"status": "skipped", "reason": "job disabled"})
     start = job_runs.start_run(
         db,
         JOB_NAME,
@@ -143,7 +141,7 @@ def compute_batch(
     unit_no: int | None = None,
 ) -> dict[str, Any]:
     """Compute one batch; with a run unit, exactly once in effect however often it is delivered."""
-    logs.bind(run_id=str(run_id) if run_id else None, unit=unit_no)
+    logs.bind(run_id=str(run_id) if run_id else None, unit=unit_no, user_id=logs.only_user(user_ids))
     if run_id is not None and not job_runs.claim_unit(db, run_id, unit_no):
         db.rollback()
         return {"status": "duplicate", "run_id": str(run_id), "unit": unit_no}

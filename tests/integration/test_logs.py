@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from focus_app import logs
+from tests.integration.conftest import wait_for
 
 
 def test_api_lines_carry_the_request_id_and_user(app, client, auth, caplog, monkeypatch):
@@ -55,3 +56,95 @@ def test_task_lines_carry_task_id_name_and_run(celery_app, caplog):
     assert context["task_id"] == result.id
     assert context["task_name"] == "focus.update_profiles"
     assert context["run_id"] == summary["run_id"]
+
+
+def _task_records(caplog, task_id: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "context", {}).get("task_id") == task_id]
+
+
+@pytest.mark.usefixtures("worker")
+def test_profile_batch_lines_carry_run_unit_and_the_user_of_a_one_user_batch(celery_app, caplog, db):
+    caplog.handler.addFilter(logs.ContextFilter())
+    with caplog.at_level(logging.INFO, logger="focus_profile_update"):
+        summary = celery_app.send_task("focus.update_profiles", kwargs={"user_ids": ["solo"]}).get(timeout=30)
+        finished = wait_for(
+            lambda: [r for r in caplog.records if r.getMessage().startswith("profile update finished")]
+        )
+
+    context = finished[0].context
+    assert context["task_name"] == "focus.compute_profiles"
+    assert (context["run_id"], context["unit"], context["user_id"]) == (summary["run_id"], 0, "solo")
+    assert _task_records(caplog, context["task_id"])
+
+
+@pytest.mark.usefixtures("worker")
+def test_analysis_job_lines_carry_job_and_user(client, auth, caplog):
+    caplog.handler.addFilter(logs.ContextFilter())
+    with caplog.at_level(logging.INFO, logger="analysis_jobs"):
+        job = client.post("/api/v1/profile/analyze", json={"context_type": "work"}, headers=auth("ann")).json
+        job_id = job["job"]["id"]
+        wait_for(lambda: [r for r in caplog.records if f"completed analysis job={job_id}" in r.getMessage()])
+
+    task_lines = [r for r in caplog.records if r.context.get("task_name") == "analysis.run"]
+    assert task_lines
+    for record in task_lines:
+        assert (record.context["job_id"], record.context["user_id"]) == (job_id, "ann")
+        assert record.context["task_id"]
+
+
+@pytest.mark.usefixtures("worker")
+def test_intelligence_lines_carry_the_run(celery_app, caplog):
+    caplog.handler.addFilter(logs.ContextFilter())
+    with caplog.at_level(logging.INFO, logger="weekly_intelligence"):
+        result = celery_app.send_task("intelligence.weekly", kwargs={"user_ids": ["ivy"]})
+        summary = result.get(timeout=60)
+
+    lines = _task_records(caplog, result.id)
+    assert any(r.getMessage().startswith("weekly intelligence started") for r in lines), caplog.text
+    for record in lines:
+        assert record.context["task_name"] == "intelligence.weekly"
+        assert record.context["run_id"] == summary["run_id"]
+
+
+def test_every_request_writes_an_access_line_with_its_request_id(client, auth, caplog):
+    caplog.handler.addFilter(logs.ContextFilter())
+    with caplog.at_level(logging.INFO, logger="focus_app.access"):
+        client.get("/api/v1/focus-sessions/active", headers={**auth("acc"), "X-Request-ID": "req-a"})
+        client.get("/api/v1/focus-sessions/active", headers={"X-Request-ID": "req-b"})
+
+    first, second = [r for r in caplog.records if r.name == "focus_app.access"]
+    assert first.context == {
+        "request_id": "req-a",
+        "user_id": "acc",
+        "method": "GET",
+        "path": "/api/v1/focus-sessions/active",
+        "status": 200,
+    }
+    assert (second.context["request_id"], second.context["status"]) == ("req-b", 401)
+    assert "user_id" not in second.context
+
+
+@pytest.mark.usefixtures("worker")
+def test_maintenance_lines_carry_run_and_user(celery_app, caplog):
+    caplog.handler.addFilter(logs.ContextFilter())
+    with caplog.at_level(logging.INFO):
+        result = celery_app.send_task("maintenance.consolidate_profile", args=["mona"])
+        summary = result.get(timeout=60)
+
+    lines = _task_records(caplog, result.id)
+    assert any(r.getMessage().startswith("profile consolidated") for r in lines), caplog.text
+    for record in lines:
+        assert record.context["task_name"] == "maintenance.consolidate_profile"
+        assert record.context["user_id"] == "mona"
+        assert record.context["run_id"]
+    assert summary["entity_id"] == "mona"
+
+
+def test_lines_logged_after_a_request_do_not_carry_its_ids(client, auth, caplog):
+    caplog.handler.addFilter(logs.ContextFilter())
+    client.get("/api/v1/focus-sessions/active", headers={**auth("gone"), "X-Request-ID": "req-old"})
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger("elsewhere").warning("between requests")
+
+    (line,) = [r for r in caplog.records if r.getMessage() == "between requests"]
+    assert line.context == {}

@@ -1,6 +1,6 @@
 import pytest
 
-from focus_app.services.profile_updates import beat_slot
+from focus_app.services.job_runs import beat_slot
 from workers.arguments import InvalidTaskArguments, one_of, optional_uuid, user_id_list
 
 

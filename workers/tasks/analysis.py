@@ -11,8 +11,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from focus_app.extensions import db_session, settings
 from focus_app.services import analysis
 from focus_app.services.analyser import analyser_from_settings
-from workers.arguments import InvalidTaskArguments, optional_uuid
+from workers.arguments import InvalidTaskArguments, one_of, optional_uuid
 from workers.retry import is_transient, retry_later
+from workers.switches import disabled_beat_run
 
 log = logging.getLogger("analysis_jobs")
 
@@ -39,8 +40,11 @@ def run(self, job_id):
 
 
 @shared_task(bind=True, name="analysis.requeue_stale", ignore_result=False)
-def requeue_stale(self):
+def requeue_stale(self, trigger="manual"):
     """Stuck jobs back to pending (or failed), lost messages published again."""
+    one_of(trigger, "trigger", ("beat", "manual", "api"))
+    if (skipped := disabled_beat_run(self, trigger, settings().analysis_sweep_interval_seconds)) is not None:
+        return skipped
     result = analysis.sweep(db_session(), analysis.Rules.from_settings(settings()))
     return {**result.as_dict(), "published": publish_jobs(result.republish)}
 

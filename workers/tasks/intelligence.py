@@ -7,19 +7,20 @@ import logging
 from datetime import UTC, date, datetime
 
 from celery import shared_task
-from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import SQLAlchemyError
 
 from focus_app.extensions import db_session, redis_client, settings
-from focus_app.services import intelligence, profile_updates
+from focus_app.services import intelligence, job_runs
 from focus_app.services.llm import provider_from_settings
 from workers.arguments import (
     InvalidTaskArguments,
+    boolean,
     one_of,
     optional_non_negative_int,
     optional_uuid,
     user_id_list,
 )
+from workers.publish import publish_units
 from workers.retry import is_transient, out_of_retries, retry_later
 
 log = logging.getLogger("weekly_intelligence")
@@ -40,19 +41,13 @@ def _week_of(value, required: bool = False) -> date:
     return week_of
 
 
-def _flag(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidTaskArguments(f"{name} must be true or false, got {value!r:.100}")
-    return value
-
-
 @shared_task(bind=True, name="intelligence.weekly", ignore_result=False)
 def weekly(self, trigger="manual", week_of=None, user_ids=None, force_refresh=False):
     """Plan the week's batches, publish them, and work through them itself, reporting progress."""
     one_of(trigger, "trigger", ("beat", "manual", "api"))
     if user_ids is not None:
         user_id_list(user_ids)
-    _flag(force_refresh, "force_refresh")
+    boolean(force_refresh, "force_refresh")
     config = settings()
     if trigger == "beat":
         now = datetime.now(UTC)
@@ -77,7 +72,7 @@ def weekly(self, trigger="manual", week_of=None, user_ids=None, force_refresh=Fa
         raise
     if plan.run_id is None:
         return plan.summary
-    _publish(plan.units)
+    publish_units(generate, plan.units)
     self.update_state(state="PROGRESS", meta=intelligence.run_progress(db, plan.run_id))
     llm, policy = provider_from_settings(config), intelligence.RetryPolicy.from_settings(config)
     for run_id, unit_no, batch in plan.units:
@@ -102,7 +97,7 @@ def generate(self, user_ids, week_of=None, force_refresh=False, run_id=None, uni
     if (run_uuid is None) != (unit is None):
         raise InvalidTaskArguments("run_id and unit_no go together: give both or neither")
     week = None if run_uuid is not None else _week_of(week_of, required=True)
-    _flag(force_refresh, "force_refresh")
+    boolean(force_refresh, "force_refresh")
     config = settings()
     policy = intelligence.RetryPolicy.from_settings(config)
     db = db_session()
@@ -136,7 +131,7 @@ def retry_failed(self, trigger="manual"):
     config = settings()
     slot = None
     if trigger == "beat":
-        slot = profile_updates.beat_slot(config.intelligence_retry_interval_seconds)
+        slot = job_runs.beat_slot(config.intelligence_retry_interval_seconds)
     db = db_session()
     try:
         lost = intelligence.lost_units(db, config.unit_republish_after_seconds)
@@ -154,16 +149,4 @@ def retry_failed(self, trigger="manual"):
         if is_transient(exc):
             raise retry_later(self, exc) from exc
         raise
-    return {**summary, "republished": _publish(lost)}
-
-
-def _publish(units) -> int:
-    """After the commit. A publish that fails leaves its unit pending for retry_failed to resend."""
-    published = 0
-    for run_id, unit_no, user_ids in units:
-        try:
-            generate.apply_async(args=[user_ids], kwargs={"run_id": str(run_id), "unit_no": unit_no})
-            published += 1
-        except BrokerError as exc:
-            log.warning("broker unavailable, batch %s/%s left for republishing: %s", run_id, unit_no, exc)
-    return published
+    return {**summary, "republished": publish_units(generate, lost)}

@@ -6,11 +6,15 @@ from celery import shared_task
 
 from focus_app.extensions import db_session, settings
 from focus_app.services import analysis
-from workers.arguments import optional_non_negative_int
+from workers.arguments import one_of, optional_non_negative_int
+from workers.switches import disabled_beat_run
 
 
-@shared_task(bind=True, name="ops.archive_failed_analysis_jobs")
-def archive_failed_analysis_jobs(self, older_than_days=None):
+@shared_task(bind=True, name="ops.archive_failed_analysis_jobs", ignore_result=False)
+def archive_failed_analysis_jobs(self, older_than_days=None, trigger="manual"):
     days = optional_non_negative_int(older_than_days, "older_than_days")
+    one_of(trigger, "trigger", ("beat", "manual", "api"))
+    if (skipped := disabled_beat_run(self, trigger, 24 * 3600)) is not None:
+        return skipped
     window = settings().analysis_archive_after_days if days is None else days
     return {"archived": analysis.archive_failed(db_session(), window), "older_than_days": window}

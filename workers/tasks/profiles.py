@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 from celery import shared_task
-from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import SQLAlchemyError
 
 from focus_app.extensions import db_session, redis_client, settings
-from focus_app.services import profile_updates
+from focus_app.services import job_runs, profile_updates
 from workers.arguments import (
     InvalidTaskArguments,
     one_of,
@@ -17,9 +14,8 @@ from workers.arguments import (
     optional_uuid,
     user_id_list,
 )
+from workers.publish import publish_units
 from workers.retry import is_transient, out_of_retries, retry_later
-
-log = logging.getLogger("focus_profile_update")
 
 
 @shared_task(bind=True, name="focus.update_profiles", ignore_result=False)
@@ -31,7 +27,7 @@ def update_profiles(self, user_ids=None, trigger="manual"):
     config = settings()
     slot = None
     if trigger == "beat":
-        slot = profile_updates.beat_slot(config.profile_update_interval_seconds)
+        slot = job_runs.beat_slot(config.profile_update_interval_seconds)
     try:
         plan = profile_updates.plan_update(
             db_session(),
@@ -47,7 +43,7 @@ def update_profiles(self, user_ids=None, trigger="manual"):
         if is_transient(exc):
             raise retry_later(self, exc) from exc
         raise
-    published = publish_batches(plan.units)
+    published = publish_units(compute_profiles, plan.units)
     return {**plan.summary, "published": published}
 
 
@@ -79,15 +75,3 @@ def compute_profiles(self, user_ids, run_id=None, unit_no=None):
                 db_session(), run_uuid, unit, len(user_ids), f"{type(exc).__name__}: {exc}"
             )
         raise
-
-
-def publish_batches(units) -> int:
-    """Publish after the commit. A publish that fails leaves its unit pending for a later run."""
-    published = 0
-    for run_id, unit_no, user_ids in units:
-        try:
-            compute_profiles.apply_async(args=[user_ids], kwargs={"run_id": str(run_id), "unit_no": unit_no})
-            published += 1
-        except BrokerError as exc:
-            log.warning("broker unavailable, batch %s/%s left for republishing: %s", run_id, unit_no, exc)
-    return published
