@@ -71,8 +71,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         logs.clear()
 
     from focus_app.api import register_api
+    from focus_app.web import register_web
     from workers.celery_app import celery_init_app
 
     register_api(app)
+    register_web(app)
     celery_init_app(app)
     return app

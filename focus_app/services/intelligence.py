@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from focus_app import logs
-from focus_app.models import JobRun, JobRunUnit
+from focus_app.models import JobRun, JobRunUnit, User
 from focus_app.models.intelligence import JobRetryQueue, WeeklyBrief
 from focus_app.services import briefs, job_runs, job_switches
 from focus_app.services.cache import _Script
@@ -35,6 +35,7 @@ RETRY_JOB_NAME = "intelligence.retry_failed"
 BEAT_HOUR = 2  # Monday 02:00 in the configured timezone
 RETRY_BATCH_LIMIT = 1000
 MAX_LISTED_USERS = 100
+NO_SUCH_USER = "no such user"
 log = logging.getLogger("weekly_intelligence")
 
 
@@ -284,6 +285,7 @@ SELECT t.user_id,
        coalesce(w.velocity ? 'trend', false) AS velocity_calculated
 FROM unnest(CAST(:user_ids AS text[])) AS t(user_id)
 LEFT JOIN weekly_briefs w ON w.user_id = t.user_id AND w.week_of = :week_of
+WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = t.user_id)
 """
 )
 
@@ -292,6 +294,11 @@ LEFT JOIN weekly_briefs w ON w.user_id = t.user_id AND w.week_of = :week_of
 class BatchOutcome:
     written: list[str]
     errors: dict[str, str]  # user id -> why no brief was written
+
+    @property
+    def missing_users(self) -> list[str]:
+        """Users that do not exist (never did, or deleted their account): skipped, not failed."""
+        return sorted(user_id for user_id, error in self.errors.items() if error == NO_SUCH_USER)
 
 
 def compute_briefs(
@@ -307,7 +314,7 @@ def compute_briefs(
     zones = dict(
         db.execute(text("SELECT id, timezone FROM users WHERE id = ANY(:ids)"), {"ids": requested}).all()
     )
-    errors = {user_id: "no such user" for user_id in requested if user_id not in zones}
+    errors = {user_id: NO_SUCH_USER for user_id in requested if user_id not in zones}
     errors.update(
         {user_id: f"unknown timezone {zone!r}" for user_id, zone in zones.items() if not _known_zone(zone)}
     )
@@ -372,7 +379,10 @@ def _llm_story(llm: LLMProvider, user_id: str, brief: dict[str, Any]) -> str | N
 
 
 def verify(db: Session, user_ids: list[str], week_of: date) -> dict[str, list[str]]:
-    """The seed's checks per user: {user_id: [failed checks]} for users that fail any."""
+    """The seed's checks per user: {user_id: [failed checks]} for users that fail any.
+
+    A user that does not exist (deleted meanwhile) fails nothing: their brief is skipped, and they
+    never reach the retry queue."""
     failures: dict[str, list[str]] = {}
     for row in db.execute(VERIFY_SQL, {"user_ids": list(user_ids), "week_of": week_of}):
         failed = [
@@ -421,6 +431,7 @@ def generate_batch(
         force_refresh = bool(params.get("force_refresh"))
     outcome = compute_briefs(db, user_ids, week_of, force_refresh=force_refresh, llm=llm)
     reasons = _reasons(outcome, verify(db, user_ids, week_of))
+    skipped = outcome.missing_users
     finished = None
     if run_id is not None:
         if reasons:
@@ -429,8 +440,8 @@ def generate_batch(
                 .where(JobRunUnit.run_id == run_id, JobRunUnit.unit_no == unit_no)
                 .values(error=json.dumps(reasons))
             )
-        ok = len(set(user_ids)) - len(reasons)
-        finished = job_runs.count_unit(db, run_id, succeeded=ok, failed=len(reasons))
+        ok = len(set(user_ids)) - len(reasons) - len(skipped)
+        finished = job_runs.count_unit(db, run_id, succeeded=ok, failed=len(reasons), skipped=len(skipped))
         if finished is not None:
             _finalize_run(db, finished, policy or RetryPolicy())
     db.commit()
@@ -442,6 +453,7 @@ def generate_batch(
         "week_of": week_of.isoformat(),
         "written": len(outcome.written),
         "failed": sorted(reasons),
+        "skipped": skipped,
     }
 
 
@@ -497,8 +509,16 @@ def _finalize_run(db: Session, run: JobRun, policy: RetryPolicy) -> None:
 
 
 def enqueue_retries(db: Session, reasons: dict[str, str], week_of: date, policy: RetryPolicy) -> int:
-    """Upsert the users into the retry queue (unique per job and user), first try after one delay."""
+    """Upsert the users into the retry queue (unique per job and user), first try after one delay.
+
+    Only users that still exist, read FOR KEY SHARE: an account deletion in progress is waited for,
+    so a deleted user is never written back into the queue."""
     if not reasons:
+        return 0
+    present = set(
+        db.scalars(select(User.id).where(User.id.in_(list(reasons))).with_for_update(key_share=True))
+    )
+    if not present:
         return 0
     next_at = func.now() + timedelta(seconds=policy.delay_seconds)
     insert = pg_insert(JobRetryQueue).values(
@@ -512,6 +532,7 @@ def enqueue_retries(db: Session, reasons: dict[str, str], week_of: date, policy:
                 "max_retries": policy.max_retries,
             }
             for user_id, reason in reasons.items()
+            if user_id in present
         ]
     )
     insert = insert.on_conflict_do_update(
@@ -527,8 +548,8 @@ def enqueue_retries(db: Session, reasons: dict[str, str], week_of: date, policy:
         },
     )
     db.execute(insert)
-    log.warning("weekly intelligence queued %d users for retry (week %s)", len(reasons), week_of)
-    return len(reasons)
+    log.warning("weekly intelligence queued %d users for retry (week %s)", len(present), week_of)
+    return len(present)
 
 
 def _log_finished(run: JobRun) -> None:
@@ -589,13 +610,17 @@ def process_retry_queue(
     by_week: dict[date, list[JobRetryQueue]] = {}
     for entry in due:
         by_week.setdefault(entry.week_of, []).append(entry)
-    recovered, exhausted, again, written = [], [], [], []
+    recovered, exhausted, again, skipped, written = [], [], [], [], []
     for week_of, entries in by_week.items():
         ids = [entry.user_id for entry in entries]
         outcome = compute_briefs(db, ids, week_of, force_refresh=True, llm=llm)
         written += [(user_id, week_of) for user_id in outcome.written]
         reasons = _reasons(outcome, verify(db, ids, week_of))
         for entry in entries:
+            if entry.user_id in outcome.missing_users:
+                skipped.append(entry.user_id)
+                db.execute(delete(JobRetryQueue).where(JobRetryQueue.id == entry.id))
+                continue
             if entry.user_id not in reasons:
                 recovered.append(entry.user_id)
                 db.execute(delete(JobRetryQueue).where(JobRetryQueue.id == entry.id))
@@ -611,12 +636,13 @@ def process_retry_queue(
                     seconds=policy.delay_seconds * (entry.retry_count + 1)
                 )
                 again.append(entry.user_id)
-    run.succeeded, run.failed = len(recovered), len(exhausted) + len(again)
+    run.succeeded, run.failed, run.skipped = len(recovered), len(exhausted) + len(again), len(skipped)
     result = {
         "due": len(due),
         "recovered": sorted(recovered),
         "retry_later": sorted(again),
         "exhausted": sorted(exhausted),
+        "skipped": sorted(skipped),
     }
     if exhausted:
         run.error = f"retries exhausted for {len(exhausted)} users: {', '.join(sorted(exhausted)[:50])}"

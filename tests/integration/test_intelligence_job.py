@@ -349,4 +349,4 @@ def test_bad_task_arguments_fail_with_a_reason(celery_app, db):
     generated = celery_app.send_task(
         "intelligence.generate", kwargs={"user_ids": ["after", "ghost"], "week_of": WEEK}
     ).get(timeout=30)
-    assert (generated["written"], generated["failed"]) == (1, ["ghost"])
+    assert (generated["written"], generated["failed"], generated["skipped"]) == (1, [], ["ghost"])
