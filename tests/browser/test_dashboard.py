@@ -8,12 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from focus_app.api.auth import issue_token
-from focus_app.services import intelligence
+from focus_app.services import intelligence, profiles
 from tests.conftest import TEST_SECRET
-from tests.integration.conftest import wait_for
 from tests.integration.factories import make_session, make_user
-
-pytestmark = pytest.mark.usefixtures("worker")
 
 PHONE = {"width": 375, "height": 740}
 
@@ -53,26 +50,23 @@ def open_dashboard(browser, base_url, user_id, viewport=None):
 
 
 @pytest.fixture
-def seeded(db, celery_app):
-    """Sessions in the last days and last week, a computed profile and a weekly brief."""
+def seeded(db, app):
+    """Sessions in the last days, a computed profile and a weekly brief, written by the same
+    services the jobs call (the job paths have their own tests; no worker here, so these tests
+    can run before the fault tests, which stop servers under a running worker)."""
     make_user(db, "alice")
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     for n in range(8):
-        make_session(
-            db, "alice", now.replace(hour=9) - timedelta(days=n + 1), 30 + n, score=4, completed=n % 4 != 0
-        )
-    celery_app.send_task("focus.update_profiles", kwargs={"user_ids": ["alice"]}).get(timeout=60)
-    week = intelligence.week_just_ended(now, "UTC").isoformat()
-    celery_app.send_task("intelligence.generate", kwargs={"user_ids": ["alice"], "week_of": week}).get(
-        timeout=60
-    )
+        start = now.replace(hour=9) - timedelta(days=n + 1)
+        make_session(db, "alice", start, 30 + n, score=4, completed=n % 4 != 0)
+    profiles.compute_profiles(db, ["alice"], min_sessions=3)
+    db.commit()
+    week = intelligence.week_just_ended(now, "UTC")
+    intelligence.generate_batch(db, app.extensions["redis"], ["alice"], week_of=week)
     return "alice"
 
 
-def test_dashboard_draws_the_users_data(browser, base_url, seeded, db):
-    from focus_app.models import UserFocusProfile
-
-    wait_for(lambda: db.rollback() or db.query(UserFocusProfile).filter_by(user_id=seeded).first())
+def test_dashboard_draws_the_users_data(browser, base_url, seeded):
     context, page, problems = open_dashboard(browser, base_url, seeded)
     try:
         assert page.is_hidden("#empty-state")
