@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from beat_schedule import build_beat_schedule
 from focus_app.api.auth import require_admin
-from focus_app.api.base import Blueprint
+from focus_app.api.base import Blueprint, UtcDateTime
 from focus_app.api.pagination import PageArgsSchema, page_schema
 from focus_app.extensions import db_session, settings
 from focus_app.models import JobRun
@@ -25,8 +25,8 @@ ADMIN_DOC = {"security": [{"adminKey": []}]}
 class JobRunArgsSchema(PageArgsSchema):
     job = ma.fields.String(load_default=None, validate=validate.Length(min=1, max=100))
     status = ma.fields.String(load_default=None, validate=validate.OneOf(RUN_STATUSES))
-    since = ma.fields.AwareDateTime(load_default=None, metadata={"description": "started at or after"})
-    until = ma.fields.AwareDateTime(load_default=None, metadata={"description": "started before"})
+    since = UtcDateTime(load_default=None, metadata={"description": "started at or after"})
+    until = UtcDateTime(load_default=None, metadata={"description": "started before"})
 
     @ma.validates_schema
     def window(self, data, **kwargs):

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import typing
 from collections.abc import Iterator, Mapping
+from datetime import UTC
 
 import flask
 import flask_smorest
+import marshmallow as ma
 from webargs.flaskparser import FlaskParser, abort
 
 NUL_MESSAGE = "must not contain NUL characters"
@@ -58,3 +60,14 @@ class JsonErrorParser(FlaskParser):
 
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = JsonErrorParser()
+
+
+class UtcDateTime(ma.fields.AwareDateTime):
+    """An aware datetime handed on in UTC: PostgreSQL refuses offsets beyond +-15:59 that ISO allows."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise ma.ValidationError("is out of range") from None

@@ -483,3 +483,11 @@ def test_model_answer_in_a_fenced_block_is_applied(db, celery_app, stub_model):
     db.rollback()
     entity = db.get(ProfileEntity, ("alice", "user"))
     assert entity.attributes_version == entity.consolidated_version
+
+
+def test_job_runs_window_with_an_offset_postgresql_cannot_store_is_not_a_500(client):
+    # Found by the fuzzer: ISO allows +16:00, PostgreSQL's timestamptz does not.
+    response = client.get("/api/v1/admin/job-runs?since=2000-01-01T00:00:00%2B16:00", headers=ADMIN)
+    assert response.status_code == 200
+    too_early = client.get("/api/v1/admin/job-runs?since=0001-01-01T00:00:00-16:00", headers=ADMIN)
+    assert too_early.status_code in (200, 422)
