@@ -153,7 +153,7 @@ def plan_weekly(
         return WeeklyPlan(None, summary={"status": "skipped", "reason": f"week {week_of} already ran"})
     logs.bind(run_id=str(run.id))
     if not start.created:
-        units = [(run.id, n, p) for n, p in job_runs.pending_units(db, run.id)]
+        units = job_runs.resumed_units(db, run.id)
         db.commit()
         return WeeklyPlan(run.id, units, {"status": "resumed", "run_id": str(run.id), **(run.result or {})})
 

@@ -66,6 +66,11 @@ def add_units(db: Session, run: JobRun, payloads: list[list[Any]]) -> None:
     run.units_total = len(payloads)
 
 
+def resumed_units(db: Session, run_id: uuid.UUID) -> list[tuple[uuid.UUID, int, Any]]:
+    """A run's units still to do, as (run_id, unit_no, payload): what a redelivered planner publishes."""
+    return [(run_id, unit_no, payload) for unit_no, payload in pending_units(db, run_id)]
+
+
 def pending_units(db: Session, run_id: uuid.UUID) -> list[tuple[int, list[Any]]]:
     rows = db.execute(
         select(JobRunUnit.unit_no, JobRunUnit.payload)

@@ -299,7 +299,7 @@ def plan_run(
         return RunPlan(None, summary={"status": "skipped", "reason": f"slot {slot} already ran"})
     logs.bind(run_id=str(run.id))
     if not start.created:
-        units = [(run.id, n, p) for n, p in job_runs.pending_units(db, run.id)]
+        units = job_runs.resumed_units(db, run.id)
         db.commit()
         return RunPlan(run.id, units, {"status": "resumed", "run_id": str(run.id)})
 

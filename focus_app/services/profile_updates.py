@@ -75,7 +75,7 @@ def plan_update(
     logs.bind(run_id=str(run.id))
     if not start.created:
         # The same task delivered again (worker lost after commit): publish what is left.
-        units = [(run.id, n, p) for n, p in job_runs.pending_units(db, run.id)]
+        units = job_runs.resumed_units(db, run.id)
         db.commit()
         return UpdatePlan(run.id, units, {"status": "resumed", "run_id": str(run.id)})
 
