@@ -5,8 +5,10 @@ hello-world on the same gunicorn settings (the Procfile's web line) in the same 
     .venv/bin/python -m bench.load [--users 32] [--seconds 20] [--accounts 1000]
 
 Locust (as a library, headless) keeps one connection per simulated user, without think time.
-Reports requests/s and p50/p99 latency per endpoint, and the session endpoints' throughput as a
-share of hello-world's. Goal (issue 6): at least half, p99 under 50 ms at 32 connections.
+Three scenarios, one after the other: hello-world; session start + end; chat posts. Reports
+requests/s and p50/p99 latency per endpoint, and each scenario's throughput as a share of
+hello-world's. Goal (issue 6): the session endpoints at least half, p99 under 50 ms at 32
+connections.
 """
 
 from __future__ import annotations
@@ -83,21 +85,29 @@ class HelloUser(FastHttpUser):
         self.client.get("/hello", name="hello")
 
 
-class SessionUser(FastHttpUser):
+class AccountUser(FastHttpUser):
     """Each simulated connection owns a disjoint slice of the accounts, so no two ever race for
-    the same user's active session; every iteration starts and ends a session and posts a chat."""
+    the same user's active session."""
 
+    abstract = True
     tokens: list[str] = []
     slots = itertools.count()
     connections = 32
 
     def on_start(self):
-        slot = next(self.slots)
+        slot = next(self.slots) % self.connections
         self.mine = itertools.cycle(self.tokens[slot :: self.connections])
 
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {next(self.mine)}"}
+
+
+class SessionUser(AccountUser):
+    """Start a session, end it: the two session endpoints, one after the other."""
+
     @task
-    def session_and_chat(self):
-        headers = {"Authorization": f"Bearer {next(self.mine)}"}
+    def start_and_end(self):
+        headers = self.headers()
         with self.client.post(
             "/api/v1/focus-sessions/start", json={"expected_duration": 25}, headers=headers,
             name="session start", catch_response=True,
@@ -110,9 +120,16 @@ class SessionUser(FastHttpUser):
             f"/api/v1/focus-sessions/{session_id}/end", json={"was_completed": True, "focus_score": 4},
             headers=headers, name="session end",
         )  # fmt: skip
+
+
+class ChatUser(AccountUser):
+    """Chat posts; every fifth message of a user and context is due for an analysis."""
+
+    @task
+    def post(self):
         self.client.post(
             "/api/v1/chat/messages", json={"context_type": "work", "content": "long shift again today"},
-            headers=headers, name="chat post",
+            headers=self.headers(), name="chat post",
         )  # fmt: skip
 
 
@@ -150,27 +167,34 @@ def report(label: str, env: Environment) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=32, help="concurrent connections")
-    parser.add_argument("--seconds", type=float, default=20, help="measured time per app")
+    parser.add_argument("--seconds", type=float, default=20, help="measured time per scenario")
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--accounts", type=int, default=1000, help="distinct users with tokens")
     args = parser.parse_args()
-    SessionUser.tokens = [issue_token(SECRET, f"load-{n}") for n in range(args.accounts)]
-    SessionUser.connections = args.users
+    AccountUser.tokens = [issue_token(SECRET, f"load-{n}") for n in range(args.accounts)]
+    AccountUser.connections = args.users
 
     with servers() as (database_url, redis_url):
         # INFO: the JSON access line of every request is written, as in production.
         env = environment(database_url, redis_url, LOG_LEVEL="INFO")
         print(f"gunicorn: {procfile_web_command()}")
-        print(f"{args.users} connections, {args.seconds:.0f} s per app after {args.warmup:.0f} s warm-up")
+        print(f"{args.users} connections, {args.seconds:.0f} s per scenario, {args.warmup:.0f} s warm-up")
         with gunicorn(HELLO_APP, env) as base:
             hello = report("hello", drive(HelloUser, base, args.users, args.seconds, args.warmup))["hello"]
         with gunicorn(FOCUS_APP, env) as base:
-            rows = report("focus", drive(SessionUser, base, args.users, args.seconds, args.warmup))
+            sessions = report("sessions", drive(SessionUser, base, args.users, args.seconds, args.warmup))
+            chat = report("chat", drive(ChatUser, base, args.users, args.seconds, args.warmup))
 
-    sessions = rows["session start"]["rps"] + rows["session end"]["rps"]
+    session_rps = sessions["session start"]["rps"] + sessions["session end"]["rps"]
+    chat_rps = chat["chat post"]["rps"]
+    rows = {**sessions, **chat}
     worst_p99 = max(row["p99"] for row in rows.values())
-    print(f"session endpoints (start + end): {sessions:.0f} req/s, hello-world {hello['rps']:.0f} req/s")
-    print(f"ratio session/hello: {sessions / hello['rps']:.2f} (goal >= 0.50)")
+    print(f"hello-world {hello['rps']:.0f} req/s, p99 {hello['p99']:.1f} ms")
+    print(
+        f"session endpoints {session_rps:.0f} req/s: {session_rps / hello['rps']:.2f} of hello-world "
+        "(goal >= 0.50)"
+    )
+    print(f"chat posts {chat_rps:.0f} req/s: {chat_rps / hello['rps']:.2f} of hello-world")
     print(f"worst p99 of the focus endpoints: {worst_p99:.1f} ms (goal < 50 ms)")
     failed = sum(row["failures"] for row in rows.values())
     if failed:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+# A connection used within this many seconds is not pinged on checkout: under load the ping
+# would be a round trip per request, and a connection that dies anyway fails its statement,
+# which invalidates the whole pool (SQLAlchemy's "optimistic" disconnect handling).
+PING_AFTER_IDLE_SECONDS = 5.0
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -19,19 +27,45 @@ def sqlalchemy_url(url: str) -> str:
 class Database:
     engine: Engine
     session: scoped_session[Session]
+    # Autocommit connections for the request paths that are one statement (session start/end,
+    # chat posts): no BEGIN and COMMIT round trips, the statement is its own transaction.
+    statements: Engine
 
     @classmethod
     def connect(cls, url: str) -> Database:
-        engine = create_engine(
-            sqlalchemy_url(url),
-            pool_pre_ping=True,
-            pool_size=5,
-            max_overflow=10,
-            connect_args={"connect_timeout": 5},
-        )
+        engine = _engine(url, pool_size=5, max_overflow=10)
+        statements = _engine(url, pool_size=4, max_overflow=4, isolation_level="AUTOCOMMIT")
         factory = sessionmaker(bind=engine, expire_on_commit=False)
-        return cls(engine=engine, session=scoped_session(factory))
+        return cls(engine=engine, session=scoped_session(factory), statements=statements)
+
+    @contextmanager
+    def statement(self) -> Iterator[Connection]:
+        with self.statements.connect() as connection:
+            yield connection
 
     def after_fork(self) -> None:
         """A forked worker must not reuse its parent's sockets (SQLAlchemy's pooling docs)."""
         self.engine.dispose(close=False)
+        self.statements.dispose(close=False)
+
+
+def _engine(url: str, **options) -> Engine:
+    engine = create_engine(sqlalchemy_url(url), connect_args={"connect_timeout": 5}, **options)
+
+    @event.listens_for(engine, "checkin")
+    def note_checkin(_dbapi_connection, record) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def ping_if_idle(dbapi_connection, record, _proxy) -> None:
+        """pool_pre_ping, only for connections that sat idle (SQLAlchemy's checkout-event recipe)."""
+        if time.monotonic() - record.info.get("checked_in_at", 0.0) < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise exc.DisconnectionError(str(error)) from error
+        if not alive:
+            raise exc.DisconnectionError("connection failed its ping")
+
+    return engine

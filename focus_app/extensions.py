@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import redis
 from flask import current_app
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from focus_app.config import Settings
@@ -15,6 +18,11 @@ def settings() -> Settings:
 
 def db_session() -> Session:
     return current_app.extensions["db"].session()
+
+
+def db_statement() -> AbstractContextManager[Connection]:
+    """An autocommit connection for a request that is one statement (see Database.statements)."""
+    return current_app.extensions["db"].statement()
 
 
 def redis_client() -> redis.Redis:

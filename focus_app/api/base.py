@@ -61,6 +61,12 @@ class JsonErrorParser(FlaskParser):
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = JsonErrorParser()
 
+    def arguments(self, schema, *args, **kwargs):
+        """One schema instance per endpoint: given a class, webargs would build one per request."""
+        if isinstance(schema, type):
+            schema = schema()
+        return super().arguments(schema, *args, **kwargs)
+
 
 class UtcDateTime(ma.fields.AwareDateTime):
     """An aware datetime handed on in UTC: PostgreSQL refuses offsets beyond +-15:59 that ISO allows."""

@@ -6,9 +6,9 @@ import marshmallow as ma
 from marshmallow import validate
 
 from focus_app.api.analysis_common import CONTEXT_TYPE, AnalysisDecisionSchema, publish, rules
-from focus_app.api.auth import current_user_id, require_user
+from focus_app.api.auth import current_user_id, handles_user_row, new_user_timezone, require_user
 from focus_app.api.base import Blueprint
-from focus_app.extensions import db_session
+from focus_app.extensions import db_session, db_statement
 from focus_app.services import analysis
 
 URL_PREFIX = "/chat"
@@ -38,8 +38,13 @@ class ChatMessageCreatedSchema(ma.Schema):
 @blp.route("/messages", methods=["POST"])
 @blp.arguments(ChatMessageCreateSchema)
 @blp.response(201, ChatMessageCreatedSchema)
+@handles_user_row
 def create_message(body):
     """Store a chat message; may enqueue a background analysis (never waits for it)"""
-    message, decision = analysis.add_chat_message(db_session(), current_user_id(), rules=rules(), **body)
+    with db_statement() as connection:
+        message, decision = analysis.add_chat_message(
+            connection, db_session(), current_user_id(), new_user_timezone=new_user_timezone(),
+            rules=rules(), **body,
+        )  # fmt: skip
     publish(decision)
     return {"message": message, "analysis": decision.as_dict()}

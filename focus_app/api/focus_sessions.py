@@ -7,10 +7,10 @@ import json
 import marshmallow as ma
 from marshmallow import validate
 
-from focus_app.api.auth import current_user_id, require_user
+from focus_app.api.auth import current_user_id, handles_user_row, new_user_timezone, require_user
 from focus_app.api.base import Blueprint
 from focus_app.api.pagination import PageArgsSchema, page_schema
-from focus_app.extensions import db_session, redis_client, settings
+from focus_app.extensions import db_session, db_statement, redis_client, settings
 from focus_app.services import cache, intelligence, profiles
 from focus_app.services import focus_sessions as sessions
 from focus_app.services.focus_sessions import SessionChange
@@ -153,18 +153,24 @@ class InsightsSchema(ma.Schema):
 @blp.arguments(StartSessionSchema)
 @blp.response(201, SessionSchema)
 @blp.alt_response(409, description="Another session is still active")
+@handles_user_row
 def start_session(body):
     """Start a focus session (one active session per user)"""
-    return sessions.start_session(db_session(), current_user_id(), **body)
+    with db_statement() as connection:
+        return sessions.start_session(
+            connection, current_user_id(), new_user_timezone=new_user_timezone(), **body
+        )
 
 
 @blp.route("/<uuid:session_id>/end", methods=["POST"])
 @blp.arguments(EndSessionSchema)
 @blp.response(200, SessionSchema)
 @blp.alt_response(409, description="The session already ended")
+@handles_user_row
 def end_session(body, session_id):
     """End a session; timing is measured by the server"""
-    change = sessions.end_session(db_session(), current_user_id(), session_id, **body)
+    with db_statement() as connection:
+        change = sessions.end_session(connection, current_user_id(), session_id, **body)
     _flag_for_profile_update(change)
     return change.session
 

@@ -26,6 +26,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, created_at_column
 
+DEFAULT_TIMEZONE = "UTC"
+
 
 def uuid_pk() -> Mapped[uuid.UUID]:
     return mapped_column(UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()"))
@@ -50,7 +52,7 @@ class User(Base):
     )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    timezone: Mapped[str] = mapped_column(String(64), nullable=False, server_default="UTC")
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False, server_default=DEFAULT_TIMEZONE)
     sessions_version: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     profiled_version: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     created_at: Mapped[datetime] = created_at_column()

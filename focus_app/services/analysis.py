@@ -18,15 +18,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Connection, Row, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from focus_app import logs
 from focus_app.models.analysis import AnalysisJob, ChatMessage, ProfileInterpretation
+from focus_app.models.focus import DEFAULT_TIMEZONE
 from focus_app.services.analyser import Analyser
 from focus_app.services.errors import NotFound
+from focus_app.services.focus_sessions import NEW_USER_CTE
 from focus_app.services.llm import LLMError, MalformedOutput
 
 log = logging.getLogger("analysis_jobs")
@@ -82,15 +84,18 @@ class Decision:
     status: str
     job: AnalysisJob | None = None
     retry_after: int | None = None
+    # The open job's id when only that was read (the chat trigger's shortcut), else job.id.
+    open_job_id: uuid.UUID | None = None
 
     @property
     def publish(self) -> bool:
         return self.status == "enqueued"
 
     def as_dict(self) -> dict[str, Any]:
+        job_id = self.job.id if self.job is not None else self.open_job_id
         return {
             "status": self.status,
-            "job_id": str(self.job.id) if self.job is not None else None,
+            "job_id": str(job_id) if job_id is not None else None,
             "retry_after": self.retry_after,
         }
 
@@ -98,49 +103,68 @@ class Decision:
 # --- triggers ---------------------------------------------------------------------------------
 
 
+_ADD_CHAT_MESSAGE = text(
+    f"""
+    WITH {NEW_USER_CTE}, message AS (
+        INSERT INTO chat_messages (user_id, context_type, content, off_the_record)
+        VALUES (:user_id, :context_type, :content, :off_the_record)
+        RETURNING id, context_type, content, off_the_record, created_at
+    )
+    SELECT message.*, (
+        SELECT count(*) FROM (
+            SELECT 1 FROM chat_messages AS earlier
+            WHERE earlier.user_id = :user_id AND earlier.context_type = :context_type
+              AND NOT earlier.off_the_record
+              AND earlier.created_at > COALESCE(
+                  (SELECT max(created_at) FROM analysis_jobs
+                   WHERE user_id = :user_id AND context_type = :context_type AND status <> 'failed'),
+                  '-infinity'::timestamptz)
+            LIMIT :cap
+        ) AS unanalysed
+    ) AS earlier_unanalysed, (
+        SELECT id FROM analysis_jobs
+        WHERE user_id = :user_id AND context_type = :context_type AND status = ANY(:open_statuses)
+    ) AS open_job_id
+    FROM message
+    """
+)
+
+
 def add_chat_message(
-    db: Session, user_id: str, *, context_type: str, content: str, off_the_record: bool, rules: Rules
-) -> tuple[ChatMessage, Decision]:
+    connection: Connection,
+    db: Session,
+    user_id: str,
+    *,
+    new_user_timezone: str | None,
+    context_type: str,
+    content: str,
+    off_the_record: bool,
+    rules: Rules,
+) -> tuple[Row, Decision]:
     """Store the message, then the chat trigger: 5+ new on-the-record messages since the last
-    analysis of this context (the last job that did not fail) enqueue a low-priority job."""
-    message = ChatMessage(
-        user_id=user_id, context_type=context_type, content=content, off_the_record=off_the_record
-    )
-    db.add(message)
-    db.commit()
-    if off_the_record:
+    analysis of this context (the last job that did not fail) enqueue a low-priority job.
+
+    The message, the caller's user row if new, the count of the on-the-record messages before it
+    since that analysis and the open job (if any) are one autocommitted statement on `connection`;
+    only a due trigger without an open job opens a transaction (on `db`).
+    """
+    message = connection.execute(
+        _ADD_CHAT_MESSAGE,
+        {
+            "user_id": user_id,
+            "timezone": new_user_timezone or DEFAULT_TIMEZONE,
+            "context_type": context_type,
+            "content": content,
+            "off_the_record": off_the_record,
+            "cap": rules.chat_trigger_messages,
+            "open_statuses": list(OPEN_STATUSES),
+        },
+    ).one()
+    if off_the_record or message.earlier_unanalysed + 1 < rules.chat_trigger_messages:
         return message, Decision("not_due")
-    if new_messages_since_last_analysis(db, user_id, context_type, rules.chat_trigger_messages) < (
-        rules.chat_trigger_messages
-    ):
-        db.commit()
-        return message, Decision("not_due")
+    if message.open_job_id is not None:
+        return message, Decision("pending", open_job_id=message.open_job_id)
     return message, request_analysis(db, user_id, context_type, "chat", rules)
-
-
-def new_messages_since_last_analysis(db: Session, user_id: str, context_type: str, cap: int) -> int:
-    """On-the-record messages after the newest non-failed job; counting stops at `cap`."""
-    watermark = (
-        select(func.max(AnalysisJob.created_at))
-        .where(
-            AnalysisJob.user_id == user_id,
-            AnalysisJob.context_type == context_type,
-            AnalysisJob.status != "failed",
-        )
-        .scalar_subquery()
-    )
-    recent = (
-        select(ChatMessage.id)
-        .where(
-            ChatMessage.user_id == user_id,
-            ChatMessage.context_type == context_type,
-            ChatMessage.off_the_record.is_(False),
-            ChatMessage.created_at > func.coalesce(watermark, text("'-infinity'::timestamptz")),
-        )
-        .limit(cap)
-        .subquery()
-    )
-    return db.scalar(select(func.count()).select_from(recent)) or 0
 
 
 def interpretations_for_view(

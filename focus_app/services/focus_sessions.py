@@ -6,6 +6,7 @@ profile job finds the user from PostgreSQL even when the Redis flag raised after
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from dataclasses import dataclass
@@ -13,12 +14,13 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Connection, Row, Select, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from focus_app.models import FocusSession, Task, User, UserFocusProfile
+from focus_app.models.focus import DEFAULT_TIMEZONE
 from focus_app.services.errors import Conflict, InvalidInput, NotFound
 from focus_app.services.insights import SessionFacts, UserAverages, build_session_insights
 
@@ -27,7 +29,7 @@ from focus_app.services.insights import SessionFacts, UserAverages, build_sessio
 class SessionChange:
     """What the caller needs after a committed change: the row and the version to flag."""
 
-    session: FocusSession | None
+    session: Row | None
     sessions_version: int
 
 
@@ -42,73 +44,134 @@ def ensure_user(db: Session, user_id: str, timezone: str | None = None) -> None:
     db.commit()
 
 
+# The caller's user row, created by the statement that first needs it (id = the token's `sub`).
+NEW_USER_CTE = """new_user AS (
+    INSERT INTO users (id, timezone) VALUES (:user_id, :timezone) ON CONFLICT (id) DO NOTHING
+)"""
+# Server-side timing from PostgreSQL's clock, shared by every web process; rounded half to even.
+ELAPSED_MINUTES = "GREATEST(0, round(extract(epoch FROM now() - start_time)::float8 / 60))::int"
+
+_START_SESSION = text(
+    f"""
+    WITH {NEW_USER_CTE}
+    INSERT INTO focus_sessions
+        (user_id, task_id, start_time, actual_start_time, expected_duration, context, session_type)
+    SELECT :user_id, :task_id, now(), now(), :expected_duration, :context, :session_type
+    WHERE CAST(:task_id AS uuid) IS NULL
+       OR EXISTS (SELECT 1 FROM tasks WHERE id = CAST(:task_id AS uuid) AND user_id = :user_id)
+    RETURNING *
+    """
+)
+
+_END_SESSION = text(
+    f"""
+    WITH target AS (
+        SELECT id, {ELAPSED_MINUTES} AS elapsed FROM focus_sessions
+        WHERE id = CAST(:session_id AS uuid) AND user_id = :user_id AND end_time IS NULL
+    ), ended AS (
+        UPDATE focus_sessions AS s SET
+            end_time = now(),
+            actual_end_time = now(),
+            duration_minutes = t.elapsed - COALESCE(:break_minutes, 0),
+            was_completed = :was_completed,
+            focus_score = COALESCE(:focus_score, s.focus_score),
+            interruption_count = COALESCE(:interruption_count, s.interruption_count),
+            break_minutes = COALESCE(:break_minutes, s.break_minutes),
+            cycles_completed = COALESCE(:cycles_completed, s.cycles_completed),
+            session_notes = COALESCE(:session_notes, s.session_notes),
+            focus_quality = COALESCE(CAST(:focus_quality AS jsonb), s.focus_quality)
+        FROM target AS t
+        WHERE s.id = t.id AND s.end_time IS NULL AND COALESCE(:break_minutes, 0) <= t.elapsed
+        RETURNING s.*
+    ), bumped AS (
+        UPDATE users SET sessions_version = sessions_version + 1
+        WHERE id = :user_id AND EXISTS (SELECT 1 FROM ended)
+        RETURNING sessions_version
+    )
+    SELECT ended.*, bumped.sessions_version FROM ended CROSS JOIN bumped
+    """
+)
+
+_END_REFUSED = text(
+    f"""
+    SELECT end_time, {ELAPSED_MINUTES} AS elapsed FROM focus_sessions
+    WHERE id = CAST(:session_id AS uuid) AND user_id = :user_id
+    """
+)
+
+
 def start_session(
-    db: Session,
+    connection: Connection,
     user_id: str,
     *,
+    new_user_timezone: str | None,
     expected_duration: int | None,
     task_id: uuid.UUID | None,
     context: str | None,
     session_type: str,
-) -> FocusSession:
-    if task_id is not None:
-        _require_own_task(db, user_id, task_id)
-    now = _db_now(db)
-    session = FocusSession(
-        user_id=user_id,
-        task_id=task_id,
-        start_time=now,
-        actual_start_time=now,
-        expected_duration=expected_duration,
-        context=context,
-        session_type=session_type,
-    )
-    db.add(session)
+) -> Row:
+    """One autocommitted statement: the user row if new, the task check and the insert."""
     try:
-        db.commit()
+        session = connection.execute(
+            _START_SESSION,
+            {
+                "user_id": user_id,
+                "timezone": new_user_timezone or DEFAULT_TIMEZONE,
+                "task_id": str(task_id) if task_id is not None else None,
+                "expected_duration": expected_duration,
+                "context": context,
+                "session_type": session_type,
+            },
+        ).one_or_none()
     except IntegrityError as exc:
-        db.rollback()
         if "uq_focus_sessions_one_active_per_user" not in str(exc.orig):
             raise
-        active = active_session(db, user_id)
+        active = connection.execute(
+            select(FocusSession.id).where(FocusSession.user_id == user_id, FocusSession.end_time.is_(None))
+        ).scalar_one_or_none()
         raise Conflict(
-            f"session {active.id if active else ''} is still active; end it before starting another",
-            {"active_session_id": str(active.id) if active else None},
+            f"session {active or ''} is still active; end it before starting another",
+            {"active_session_id": str(active) if active else None},
         ) from None
+    if session is None:
+        raise InvalidInput("unknown task", {"json": {"task_id": [f"no task {task_id} for this user"]}})
     return session
 
 
-def end_session(db: Session, user_id: str, session_id: uuid.UUID, **outcome: Any) -> SessionChange:
-    """Record the outcome with server-side timing; a compare-and-set makes a second end a 409."""
-    session = _own_session(db, user_id, session_id)
-    if session.end_time is not None:
-        raise Conflict(f"session {session_id} already ended at {session.end_time.isoformat()}")
-    now = _db_now(db)
-    elapsed_minutes = max(0, round((now - session.start_time).total_seconds() / 60))
-    break_minutes = outcome.get("break_minutes") or 0
-    if break_minutes > elapsed_minutes:
+def end_session(connection: Connection, user_id: str, session_id: uuid.UUID, **outcome: Any) -> SessionChange:
+    """One autocommitted statement records the outcome and bumps the user's sessions_version; a
+    compare-and-set on end_time makes a second end a 409. Refusals are explained afterwards."""
+    focus_quality = outcome.get("focus_quality")
+    parameters = {
+        "user_id": user_id,
+        "session_id": str(session_id),
+        "was_completed": outcome["was_completed"],
+        **{
+            field: outcome.get(field)
+            for field in (
+                "focus_score",
+                "interruption_count",
+                "break_minutes",
+                "cycles_completed",
+                "session_notes",
+            )
+        },
+        "focus_quality": json.dumps(focus_quality) if focus_quality is not None else None,
+    }
+    ended = connection.execute(_END_SESSION, parameters).one_or_none()
+    if ended is not None:
+        return SessionChange(ended, ended.sessions_version)
+    refused = connection.execute(_END_REFUSED, parameters).one_or_none()
+    if refused is None:
+        raise NotFound(f"focus session {session_id} not found")
+    if refused.end_time is not None:
+        raise Conflict(f"session {session_id} already ended at {refused.end_time.isoformat()}")
+    if (outcome.get("break_minutes") or 0) > refused.elapsed:
         raise InvalidInput(
             "break_minutes exceeds the session's length",
-            {"json": {"break_minutes": [f"must not exceed the {elapsed_minutes} elapsed minutes"]}},
+            {"json": {"break_minutes": [f"must not exceed the {refused.elapsed} elapsed minutes"]}},
         )
-    values = {key: value for key, value in outcome.items() if value is not None}
-    ended = db.execute(
-        update(FocusSession)
-        .where(FocusSession.id == session_id, FocusSession.end_time.is_(None))
-        .values(
-            end_time=now,
-            actual_end_time=now,
-            duration_minutes=elapsed_minutes - break_minutes,
-            **values,
-        )
-        .returning(FocusSession)
-    ).scalar_one_or_none()
-    if ended is None:
-        db.rollback()
-        raise Conflict(f"session {session_id} already ended")
-    version = _bump_sessions_version(db, user_id)
-    db.commit()
-    return SessionChange(ended, version)
+    raise Conflict(f"session {session_id} already ended")
 
 
 def delete_session(db: Session, user_id: str, session_id: uuid.UUID) -> SessionChange:
@@ -237,11 +300,6 @@ def _bump_sessions_version(db: Session, user_id: str) -> int:
         .values(sessions_version=User.sessions_version + 1)
         .returning(User.sessions_version)
     ).scalar_one()
-
-
-def _db_now(db: Session) -> datetime:
-    """Server-side timing from PostgreSQL's clock, shared by every web process."""
-    return db.scalar(select(func.now()))
 
 
 def _float(value: Any) -> float | None:
