@@ -11,8 +11,8 @@ from focus_app.api.auth import current_user_id, handles_user_row, new_user_timez
 from focus_app.api.base import Blueprint
 from focus_app.api.pagination import PageArgsSchema, page_schema
 from focus_app.extensions import db_session, db_statement, redis_client, settings
-from focus_app.services import cache, intelligence, profiles
 from focus_app.services import focus_sessions as sessions
+from focus_app.services import profile_updates, profiles
 from focus_app.services.focus_sessions import SessionChange
 
 URL_PREFIX = "/focus-sessions"
@@ -224,8 +224,6 @@ def delete_session(session_id):
 
 
 def _flag_for_profile_update(change: SessionChange) -> None:
-    """After the commit; if Redis is down the database rule still finds the user."""
-    cache.flag_for_update(
+    profile_updates.sessions_changed(
         redis_client(), current_user_id(), change.sessions_version, settings().update_flag_ttl_seconds
     )
-    intelligence.invalidate_user_cache(redis_client(), current_user_id())

@@ -15,7 +15,7 @@ from focus_app.api.auth import current_user_id, require_user
 from focus_app.api.base import Blueprint
 from focus_app.api.intelligence import BriefSchema
 from focus_app.extensions import db_session, redis_client, settings
-from focus_app.services import account, cache, intelligence
+from focus_app.services import account, intelligence, profile_updates
 from focus_app.services.errors import NotFound
 
 URL_PREFIX = "/me"
@@ -87,11 +87,9 @@ def patch_account(body):
     """Change the timezone (the profile is recomputed in it) and/or weekly-brief preferences"""
     change = account.update_settings(db_session(), current_user_id(), **body)
     if change.flag_version is not None:
-        # After the commit; with Redis down the bumped sessions_version still finds the user.
-        cache.flag_for_update(
+        profile_updates.sessions_changed(
             redis_client(), current_user_id(), change.flag_version, settings().update_flag_ttl_seconds
         )
-        intelligence.invalidate_user_cache(redis_client(), current_user_id())
     return change.settings
 
 

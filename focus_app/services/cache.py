@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,10 +28,18 @@ def profile_cache_key(user_id: str) -> str:
     return f"{PROFILE_CACHE_PREFIX}{user_id}"
 
 
-def flag_for_update(client: redis.Redis, user_id: str, version: int, ttl_seconds: int) -> bool:
-    """Flag a user whose sessions reached `version`; the flag only ever moves forward."""
+def flag_for_update(
+    client: redis.Redis, user_id: str, version: int, ttl_seconds: int, *, drop_tracked: Sequence[str] = ()
+) -> bool:
+    """Flag a user whose sessions reached `version`; the flag only ever moves forward.
+
+    `drop_tracked`: sets of cache keys made stale by the same change, dropped with their members
+    in the same round trip.
+    """
     try:
-        _RAISE_FLAG(keys=[update_flag_key(user_id)], args=[version, ttl_seconds], client=client)
+        _RAISE_FLAG(
+            keys=[update_flag_key(user_id), *drop_tracked], args=[version, ttl_seconds, 2], client=client
+        )
         return True
     except redis.RedisError as exc:
         log.warning("redis unavailable, user %s not flagged (the database rule catches it): %s", user_id, exc)
@@ -82,15 +91,28 @@ def cache_profile(client: redis.Redis, user_id: str, view: dict[str, Any], ttl_s
 
 
 class _Script:
-    """A Lua script registered lazily per client (redis-py caches by SHA)."""
+    """A Lua script registered once per client (redis-py then runs it by SHA)."""
 
     def __init__(self, source: str):
         self.source = source
+        self.registered: weakref.WeakKeyDictionary[redis.Redis, Any] = weakref.WeakKeyDictionary()
 
     def __call__(self, keys: list[str], args: list[Any], client: redis.Redis) -> Any:
-        return client.register_script(self.source)(keys=keys, args=args)
+        script = self.registered.get(client)
+        if script is None:
+            script = self.registered[client] = client.register_script(self.source)
+        return script(keys=keys, args=args)
 
 
+# Members of the set KEYS[i] and the set itself, for i from ARGV[n] on (cache keys tracked per user).
+DROP_TRACKED_LUA = """
+    for i = tonumber(ARGV[#ARGV]), #KEYS do
+        for _, key in ipairs(redis.call('SMEMBERS', KEYS[i])) do redis.call('DEL', key) end
+        redis.call('DEL', KEYS[i])
+    end
+"""
+
+# KEYS: the flag, then tracked sets to drop; ARGV: version, ttl, 2 (where the sets start).
 _RAISE_FLAG = _Script(
     """
     local current = tonumber(redis.call('GET', KEYS[1]))
@@ -98,6 +120,7 @@ _RAISE_FLAG = _Script(
         redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
     end
     """
+    + DROP_TRACKED_LUA
 )
 
 # KEYS: n flag keys then n cache keys; ARGV: the n versions processed ('' = unconditional).

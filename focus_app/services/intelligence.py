@@ -26,7 +26,7 @@ from focus_app import logs
 from focus_app.models import JobRun, JobRunUnit, User
 from focus_app.models.intelligence import JobRetryQueue, WeeklyBrief
 from focus_app.services import briefs, job_runs, job_switches
-from focus_app.services.cache import _Script
+from focus_app.services.cache import DROP_TRACKED_LUA, _Script
 from focus_app.services.errors import InvalidInput, NotFound
 from focus_app.services.llm import LLMError, LLMProvider
 
@@ -677,7 +677,7 @@ def brief_key(user_id: str, week_of: date | str) -> str:
     return f"brief:{user_id}:{week_of}"
 
 
-def _tracking_key(user_id: str) -> str:
+def brief_tracking_key(user_id: str) -> str:
     """The set of a user's cached brief keys, so invalidation needs no keyspace scan."""
     return f"brief:keys:{user_id}"
 
@@ -719,7 +719,9 @@ def brief_view(
         "generated_at": brief.generated_at.isoformat(),
     }
     try:
-        _CACHE_SET(keys=[key, _tracking_key(user_id)], args=[json.dumps(view), ttl_seconds], client=client)
+        _CACHE_SET(
+            keys=[key, brief_tracking_key(user_id)], args=[json.dumps(view), ttl_seconds], client=client
+        )
     except redis.RedisError as exc:
         log.warning("redis unavailable, brief not cached: %s", exc)
     return view
@@ -736,7 +738,7 @@ def _count(client: redis.Redis, outcome: str) -> None:
 def invalidate_user_cache(client: redis.Redis, user_id: str) -> None:
     """Every cached brief of the user (their data changed)."""
     try:
-        _CACHE_DROP(keys=[_tracking_key(user_id)], args=[], client=client)
+        _CACHE_DROP(keys=[brief_tracking_key(user_id)], args=[1], client=client)
     except redis.RedisError as exc:
         log.warning("redis unavailable, brief cache of %s left to expire: %s", user_id, exc)
 
@@ -761,13 +763,8 @@ _CACHE_SET = _Script(
     """
 )
 
-_CACHE_DROP = _Script(
-    """
-    local members = redis.call('SMEMBERS', KEYS[1])
-    for _, key in ipairs(members) do redis.call('DEL', key) end
-    redis.call('DEL', KEYS[1])
-    """
-)
+# KEYS: the tracking set; ARGV: 1 (where the sets start).
+_CACHE_DROP = _Script(DROP_TRACKED_LUA)
 
 
 # ---------------------------------------------------------------- health (seed's monitor)

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from focus_app import logs
-from focus_app.services import cache, job_runs, job_switches, profiles
+from focus_app.services import cache, intelligence, job_runs, job_switches, profiles
 
 JOB_NAME = "focus.update_profiles"
 log = logging.getLogger("focus_profile_update")
@@ -42,6 +42,15 @@ class UpdatePlan:
     run_id: uuid.UUID | None
     units: list[tuple[uuid.UUID, int, list[str]]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+def sessions_changed(client: redis.Redis, user_id: str, version: int, flag_ttl_seconds: int) -> None:
+    """After a committed change to the user's sessions (or timezone): raise their update flag and
+    drop their cached briefs in one round trip. With Redis down, the bumped sessions_version still
+    finds the user and the cached briefs expire."""
+    cache.flag_for_update(
+        client, user_id, version, flag_ttl_seconds, drop_tracked=[intelligence.brief_tracking_key(user_id)]
+    )
 
 
 def plan_update(
