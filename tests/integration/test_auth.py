@@ -64,6 +64,32 @@ def test_a_valid_token_creates_the_user_on_first_use(client, db):
     assert timezone == "Europe/Berlin"
 
 
+def test_a_token_checked_once_still_expires_and_must_be_valid_yet(client):
+    """Signatures are verified once per token and process; exp and nbf on every request."""
+    short_lived = {"Authorization": f"Bearer {token(exp=int(time.time()) + 2)}"}
+    assert client.get("/api/v1/focus-sessions/active", headers=short_lived).status_code == 200
+    time.sleep(2.1)
+    expired = client.get("/api/v1/focus-sessions/active", headers=short_lived)
+    assert expired.status_code == 401 and expired.json["message"] == "token expired"
+
+    early = {"Authorization": f"Bearer {token(nbf=int(time.time()) + 60)}"}
+    for _ in range(2):
+        refused = client.get("/api/v1/focus-sessions/active", headers=early)
+        assert refused.status_code == 401 and "not yet valid" in refused.json["message"]
+
+
+def test_a_new_user_on_a_write_path_is_created_in_its_timezone(client, db):
+    """Session start and chat posts create the user row inside their own statement."""
+    berlin = {"Authorization": f"Bearer {token(sub='bob', zoneinfo='Europe/Berlin')}"}
+    assert client.post("/api/v1/focus-sessions/start", json={}, headers=berlin).status_code == 201
+    lisbon = {"Authorization": f"Bearer {token(sub='carol', zoneinfo='Europe/Lisbon')}"}
+    message = {"context_type": "work", "content": "hello"}
+    assert client.post("/api/v1/chat/messages", json=message, headers=lisbon).status_code == 201
+
+    zones = dict(db.execute(text("SELECT id, timezone FROM users WHERE id IN ('bob', 'carol')")).all())
+    assert zones == {"bob": "Europe/Berlin", "carol": "Europe/Lisbon"}
+
+
 def test_jobs_endpoint_with_a_wrong_admin_key_is_403_and_without_one_401(client):
     assert client.get("/api/v1/jobs/x", headers={"X-API-Key": "wrong"}).status_code == 403
     assert client.get("/api/v1/jobs/x", headers={"X-API-Key": ""}).status_code == 401
