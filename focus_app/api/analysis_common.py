@@ -23,10 +23,12 @@ def publish(decision: analysis.Decision) -> None:
     pending in PostgreSQL and the sweeper publishes it within a few minutes."""
     if not decision.publish:
         return
-    job = decision.job
-    task_id = enqueue("analysis.run", args=[str(job.id)], priority=analysis.CELERY_PRIORITY[job.priority])
+    message = analysis.run_message(decision.job)
+    task_id = enqueue(
+        "analysis.run", args=message.args, kwargs=message.kwargs, priority=message.celery_priority
+    )
     if task_id is not None:
-        analysis.record_published(db_session(), job.id, task_id)
+        analysis.record_published(db_session(), message.job_id, task_id)
 
 
 class AnalysisDecisionSchema(ma.Schema):
