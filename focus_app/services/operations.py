@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from beat_schedule import describe_schedule, next_run_at
@@ -179,21 +179,17 @@ def retry_queue(
     page_size: int,
 ) -> tuple[list[JobRetryQueue], int]:
     """Retry-queue entries: pending ones by when they are due, then the parked (exhausted) ones."""
-    conditions = [
-        condition
-        for condition in (
-            JobRetryQueue.job_name == job if job is not None else None,
-            JobRetryQueue.status == status if status is not None else None,
-            JobRetryQueue.user_id == user_id if user_id is not None else None,
-        )
-        if condition is not None
-    ]
-    where = and_(True, *conditions)
-    total = db.scalar(select(func.count()).select_from(JobRetryQueue).where(where)) or 0
+    query = select(JobRetryQueue)
+    for column, value in (
+        (JobRetryQueue.job_name, job),
+        (JobRetryQueue.status, status),
+        (JobRetryQueue.user_id, user_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = db.scalars(
-        select(JobRetryQueue)
-        .where(where)
-        .order_by(JobRetryQueue.status != "pending", JobRetryQueue.next_retry_at, JobRetryQueue.id)
+        query.order_by(JobRetryQueue.status != "pending", JobRetryQueue.next_retry_at, JobRetryQueue.id)
         .limit(page_size)
         .offset((page - 1) * page_size)
     ).all()
