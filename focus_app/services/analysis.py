@@ -24,8 +24,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from focus_app import logs
+from focus_app.models import User
 from focus_app.models.analysis import AnalysisJob, ChatMessage, ProfileInterpretation
-from focus_app.models.focus import User
 from focus_app.services.analyser import Analyser
 from focus_app.services.errors import NotFound
 from focus_app.services.llm import LLMError, MalformedOutput

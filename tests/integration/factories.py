@@ -8,6 +8,7 @@ from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from focus_app.models import FocusSession, JobRun, Task, User
+from focus_app.models.analysis import ChatMessage
 from focus_app.services import analysis, job_runs
 from focus_app.services.llm import LLMError
 
@@ -104,13 +105,17 @@ class _BrokenProvider:
 
 
 def make_failed_analysis_job(db: Session, user_id: str, context_type: str = "work") -> object:
-    """A dead-lettered analysis job, through the analysis service: chat messages, a manual
-    request, a run whose provider refuses."""
-    rules = analysis.Rules(chat_trigger_messages=1000)
-    for n in range(rules.min_messages):
-        analysis.add_chat_message(
-            db, user_id, context_type=context_type, content=f"message {n}", off_the_record=False, rules=rules
-        )
+    """A dead-lettered analysis job: enough chat messages, then through the analysis service a
+    manual request and a run whose provider refuses."""
+    rules = analysis.Rules()
+    db.execute(
+        insert(ChatMessage),
+        [
+            {"user_id": user_id, "context_type": context_type, "content": f"message {n}"}
+            for n in range(rules.min_messages)
+        ],
+    )
+    db.commit()
     job = analysis.request_analysis(db, user_id, context_type, "manual", rules).job
     outcome = analysis.run_job(db, job.id, _BrokenProvider(), rules)
     assert outcome.status == "failed", outcome
