@@ -120,9 +120,11 @@ def test_replay_requeues_the_dead_letter_and_shows_its_task(browser, base_url, d
 
         db.rollback()
         job = db.scalars(select(AnalysisJob).where(AnalysisJob.id == seeded)).one()
-        # Out of the dead-letter state, published under the task id the page shows.
-        assert job.status != "failed" and job.celery_task_id == task_id
-        assert job.status == "pending" and job.attempts == 0
+        # Out of the dead-letter state, published under the task id the page shows: still queued
+        # (pending, fresh attempt budget), or already run on its fresh attempt when an earlier
+        # suite in this session started the in-process worker.
+        assert job.celery_task_id == task_id
+        assert (job.status, job.attempts) in {("pending", 0), ("processing", 1), ("completed", 1)}
         # A refresh no longer lists it as a dead letter.
         page.click("#refresh")
         page.wait_for_selector("body[data-state=ready]")
