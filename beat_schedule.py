@@ -1,11 +1,14 @@
-"""The one place the periodic schedule is declared (`celery -A workers beat`)."""
+"""The one place the periodic schedule is declared (`celery -A workers beat`), and how an
+entry's schedule reads in words and when it fires next (the operator page shows both)."""
 
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from celery.schedules import crontab
+from celery.schedules import crontab, schedule
+from celery.utils.time import remaining
 
 from focus_app.config import Settings
 
@@ -67,3 +70,74 @@ def _grace_hours(grace_seconds: int) -> str:
     """Hours of Monday that the window from 02:00 touches (the task checks the exact end)."""
     last = min(23, 2 + math.ceil(grace_seconds / 3600) - 1)
     return "2" if last == 2 else f"2-{last}"
+
+
+DAY_NAMES = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")  # crontab numbers Sunday 0
+
+
+def describe_schedule(entry_schedule: timedelta | crontab, timezone: str) -> str:
+    """`every 5 minutes`, `daily at 03:30 (UTC)`, `Mon every 10 minutes 02:00–02:50 (UTC)`."""
+    if isinstance(entry_schedule, timedelta):
+        return _every(int(entry_schedule.total_seconds()))
+    cron = entry_schedule
+    if cron._orig_day_of_month != "*" or cron._orig_month_of_year != "*":
+        return f"cron {cron._orig_minute} {cron._orig_hour} {cron._orig_day_of_month} " + (
+            f"{cron._orig_month_of_year} {cron._orig_day_of_week} ({timezone})"
+        )
+    days = sorted(cron.day_of_week)
+    times = _times(sorted(cron.hour), sorted(cron.minute))
+    if len(days) == 7:
+        return f"{'' if times.startswith(('hourly', 'every')) else 'daily '}{times} ({timezone})"
+    return f"{', '.join(DAY_NAMES[d] for d in days)} {times} ({timezone})"
+
+
+def _every(seconds: int) -> str:
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"every {unit}" if count == 1 else f"every {count} {unit}s"
+    return f"every {seconds} seconds"
+
+
+def _times(hours: list[int], minutes: list[int]) -> str:
+    slots = [(h, m) for h in hours for m in minutes]
+    if len(slots) <= 4:
+        return "at " + ", ".join(f"{h:02d}:{m:02d}" for h, m in slots)
+    steps = {b - a for a, b in zip(minutes, minutes[1:], strict=False)}
+    contiguous = hours == list(range(hours[0], hours[-1] + 1))
+    if len(minutes) == 1 and contiguous:
+        during = (
+            "" if len(hours) == 24 else f" {hours[0]:02d}:{minutes[0]:02d}–{hours[-1]:02d}:{minutes[0]:02d}"
+        )
+        return f"hourly at :{minutes[0]:02d}{during}"
+    if len(steps) == 1 and contiguous and minutes[0] + 60 - minutes[-1] in steps:
+        first, last = slots[0], slots[-1]
+        return f"{_every(steps.pop() * 60)} {first[0]:02d}:{first[1]:02d}–{last[0]:02d}:{last[1]:02d}"
+    return f"at minutes {','.join(map(str, minutes))} of hours {','.join(map(str, hours))}"
+
+
+def next_run_at(
+    entry_schedule: timedelta | crontab, last_run_at: datetime | None, now: datetime, timezone: str
+) -> tuple[datetime, bool]:
+    """When beat fires the entry next, by Celery's own schedule arithmetic: (time, due now).
+
+    An interval counts from the entry's last run (beat keeps its own clock; the caller passes the
+    last run it knows of); a past or unknown last run means beat fires it at its next tick. A
+    crontab fires at its next slot after `now` in the app's timezone, whatever ran before.
+    """
+    if isinstance(entry_schedule, timedelta):
+        if last_run_at is None:
+            return now, True
+        interval = schedule(run_every=entry_schedule, nowfun=lambda: now)
+        left = interval.remaining_estimate(last_run_at)
+        return (now + left, False) if left > timedelta(0) else (now, True)
+    cron = crontab(
+        minute=entry_schedule._orig_minute,
+        hour=entry_schedule._orig_hour,
+        day_of_week=entry_schedule._orig_day_of_week,
+        day_of_month=entry_schedule._orig_day_of_month,
+        month_of_year=entry_schedule._orig_month_of_year,
+        nowfun=lambda: now,
+    )
+    left = remaining(*cron.remaining_delta(now, tz=ZoneInfo(timezone)))
+    return now + left, False

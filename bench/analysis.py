@@ -116,7 +116,7 @@ def bench_jobs(app, count: int) -> tuple[float, float]:
         db.commit()
         decisions = [analysis.request_analysis(db, u, "work", "chat", analysis.Rules()) for u in users]
         started = time.perf_counter()
-        publish_jobs([(d.job.id, d.job.priority) for d in decisions])
+        publish_jobs([analysis.run_message(d.job) for d in decisions])
         ids = [d.job.id for d in decisions]
         done_query = select(func.count()).where(AnalysisJob.id.in_(ids), AnalysisJob.status == "completed")
         while db.scalar(done_query) < count:

@@ -96,6 +96,7 @@ def run() -> None:
     click.echo(
         f"\n  API docs   http://127.0.0.1:{port}/api/docs\n"
         f"  API        http://127.0.0.1:{port}/api/v1\n"
+        f"  Operations http://127.0.0.1:{port}/ops  (asks for the admin key)\n"
         f"  Flower     http://127.0.0.1:{flower_port}  (user:password {env['FLOWER_BASIC_AUTH']})\n"
         f"  Admin key  {settings.admin_api_key}\n"
         f"  Dev token  {dev_token}\n"

@@ -88,6 +88,8 @@ class Settings:
     analysis_republish_after_seconds: int = 120
     analysis_sweep_interval_seconds: int = 60
     analysis_archive_after_days: int = 7
+    # Where the operator page links to Flower (its own address; the page never calls it).
+    flower_url: str = "http://127.0.0.1:5555"
     generated_secrets: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -147,6 +149,8 @@ class Settings:
             raise ConfigError("LLM_BASE_URL", "is required with LLM_PROVIDER=openai")
         if self.llm_base_url and not self.llm_base_url.startswith(("http://", "https://")):
             raise ConfigError("LLM_BASE_URL", "must be an http(s):// URL")
+        if not self.flower_url.startswith(("http://", "https://")):
+            raise ConfigError("FLOWER_URL", "must be an http(s):// URL")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -181,6 +185,7 @@ class Settings:
             "llm_api_key": env.get("LLM_API_KEY", ""),
             "llm_base_url": env.get("LLM_BASE_URL", ""),
             "llm_model": env.get("LLM_MODEL", ""),
+            "flower_url": env.get("FLOWER_URL") or f"http://127.0.0.1:{env.get('FLOWER_PORT', '5555')}",
             "generated_secrets": generated,
         }
         for f in fields(cls):

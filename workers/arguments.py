@@ -28,6 +28,16 @@ def user_id_list(value: Any, name: str = "user_ids") -> list[str]:
     return value
 
 
+def optional_user_id(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_USER_ID_LENGTH:
+        raise InvalidTaskArguments(
+            f"{name} must be a user id string (1 to {MAX_USER_ID_LENGTH} characters), got {value!r:.100}"
+        )
+    return value
+
+
 def optional_uuid(value: Any, name: str) -> uuid.UUID | None:
     if value is None:
         return None

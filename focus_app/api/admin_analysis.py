@@ -1,17 +1,19 @@
-"""Dead-letter view: analysis jobs by status (failed ones are replayed with analysis.replay)."""
+"""Dead-letter view: analysis jobs by status, and the replay of a failed one (the same service
+function as the `analysis.replay` task, published after its commit)."""
 
 from __future__ import annotations
 
 import marshmallow as ma
 from marshmallow import validate
 
-from focus_app.api.analysis_common import CONTEXT_TYPE, AnalysisJobSchema
+from focus_app.api.analysis_common import CONTEXT_TYPE, AnalysisJobSchema, publish_run
 from focus_app.api.auth import require_admin
 from focus_app.api.base import Blueprint
 from focus_app.api.pagination import PageArgsSchema, page_schema
 from focus_app.extensions import db_session
 from focus_app.models.analysis import JOB_STATUSES
 from focus_app.services import analysis
+from focus_app.services.errors import Conflict
 
 URL_PREFIX = "/admin/analysis-jobs"
 blp = Blueprint("admin_analysis", __name__, description="Analysis jobs for operators")
@@ -42,3 +44,30 @@ def list_jobs(args):
     """Analysis jobs newest first, filtered by status (status=failed: the dead-letter list)"""
     items, total = analysis.list_jobs(db_session(), **args)
     return {"items": items, "total": total, "page": args["page"], "page_size": args["page_size"]}
+
+
+class ReplayedSchema(ma.Schema):
+    job_id = ma.fields.UUID()
+    status = ma.fields.String(metadata={"description": "the job's status now: pending"})
+    task_id = ma.fields.String(
+        allow_none=True,
+        metadata={
+            "description": "the analysis.run message; null when the broker is down (the sweeper "
+            "publishes the pending job within ANALYSIS_REPUBLISH_AFTER_SECONDS)"
+        },
+    )
+
+
+@blp.route("/<uuid:job_id>/replay", methods=["POST"])
+@blp.doc(security=[{"adminKey": []}])
+@blp.response(202, ReplayedSchema)
+@blp.alt_response(404, description="No such analysis job")
+@blp.alt_response(409, description="The job is not failed, or its user and context already have an open job")
+def replay(job_id):
+    """Replay a dead-lettered (failed) job: back to pending with a fresh attempt budget, published"""
+    result = analysis.replay_failed(db_session(), job_id)
+    if not result.replayed:
+        reason = result.skipped.get(str(job_id), "job is not failed")
+        raise Conflict(f"analysis job {job_id} not replayed: {reason}")
+    (message,) = result.replayed
+    return {"job_id": message.job_id, "status": "pending", "task_id": publish_run(message)}

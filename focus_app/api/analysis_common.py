@@ -21,12 +21,18 @@ def rules() -> analysis.Rules:
 def publish(decision: analysis.Decision) -> None:
     """After the commit: publish a newly enqueued job. With the broker down the job is still
     pending in PostgreSQL and the sweeper publishes it within a few minutes."""
-    if not decision.publish:
-        return
-    job = decision.job
-    task_id = enqueue("analysis.run", args=[str(job.id)], priority=analysis.CELERY_PRIORITY[job.priority])
+    if decision.publish:
+        publish_run(analysis.run_message(decision.job))
+
+
+def publish_run(message: analysis.RunMessage) -> str | None:
+    """Publish `analysis.run` after the commit and record its task id; None when the broker is down."""
+    task_id = enqueue(
+        "analysis.run", args=message.args, kwargs=message.kwargs, priority=message.celery_priority
+    )
     if task_id is not None:
-        analysis.record_published(db_session(), job.id, task_id)
+        analysis.record_published(db_session(), message.job_id, task_id)
+    return task_id
 
 
 class AnalysisDecisionSchema(ma.Schema):

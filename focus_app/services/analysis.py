@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from focus_app import logs
+from focus_app.models import User
 from focus_app.models.analysis import AnalysisJob, ChatMessage, ProfileInterpretation
 from focus_app.models.focus import DEFAULT_TIMEZONE
 from focus_app.services.analyser import Analyser
@@ -265,6 +266,32 @@ def _open_job_query(user_id: str, context_type: str):
     )
 
 
+@dataclass(frozen=True)
+class RunMessage:
+    """What `analysis.run` is published with. The job's user travels with its id so that a job
+    deleted together with its account ends as skipped instead of failing as an unknown id."""
+
+    job_id: uuid.UUID
+    priority: str
+    user_id: str
+
+    @property
+    def args(self) -> list[str]:
+        return [str(self.job_id)]
+
+    @property
+    def kwargs(self) -> dict[str, str]:
+        return {"user_id": self.user_id}
+
+    @property
+    def celery_priority(self) -> int:
+        return CELERY_PRIORITY[self.priority]
+
+
+def run_message(job: AnalysisJob) -> RunMessage:
+    return RunMessage(job.id, job.priority, job.user_id)
+
+
 def record_published(db: Session, job_id: uuid.UUID, celery_task_id: str) -> None:
     db.execute(update(AnalysisJob).where(AnalysisJob.id == job_id).values(celery_task_id=celery_task_id))
     db.commit()
@@ -310,7 +337,7 @@ def list_jobs(
 
 @dataclass(frozen=True)
 class RunOutcome:
-    status: str  # completed | retry | failed | duplicate | lost_claim
+    status: str  # completed | retry | failed | duplicate | lost_claim | skipped
     job_id: uuid.UUID
     retry_in: float | None = None
     detail: str | None = None
@@ -320,8 +347,21 @@ class RunOutcome:
         return {"status": self.status, "job_id": str(self.job_id), "detail": self.detail}
 
 
-def run_job(db: Session, job_id: uuid.UUID, analyser: Analyser, rules: Rules) -> RunOutcome:
-    """Claim (pending → processing), analyse, store. A duplicate delivery is a no-op."""
+def run_job(
+    db: Session,
+    job_id: uuid.UUID,
+    analyser: Analyser,
+    rules: Rules,
+    *,
+    user_id: str | None = None,
+    published_at: datetime | None = None,
+) -> RunOutcome:
+    """Claim (pending → processing), analyse, store. A duplicate delivery is a no-op.
+
+    `user_id` and `published_at` come from the message (RunMessage, the publish-time stamp): a
+    job that is gone because its user deleted the account is skipped; any other unknown id is
+    NotFound (a hand-typed id names no user).
+    """
     logs.bind(job_id=str(job_id))
     claimed = db.execute(
         update(AnalysisJob)
@@ -332,6 +372,9 @@ def run_job(db: Session, job_id: uuid.UUID, analyser: Analyser, rules: Rules) ->
     db.commit()
     if claimed is None:
         if db.get(AnalysisJob, job_id) is None:
+            if user_id is not None and _account_deleted_since(db, user_id, published_at):
+                log.info("analysis job=%s skipped: user %s deleted the account", job_id, user_id)
+                return RunOutcome("skipped", job_id, detail="user deleted")
             raise NotFound(f"analysis job {job_id} not found")
         return RunOutcome("duplicate", job_id, detail="job is not pending")
     user_id, context_type, attempt = claimed
@@ -390,6 +433,14 @@ def run_job(db: Session, job_id: uuid.UUID, analyser: Analyser, rules: Rules) ->
             )
         )
     return _completed(db, job_id, done, "analysed")
+
+
+def _account_deleted_since(db: Session, user_id: str, published_at: datetime | None) -> bool:
+    """The user row is gone, or was created after the message was published: the account the
+    job belonged to was deleted (a still-valid token re-creates an empty row on its next use)."""
+    created = db.scalar(select(User.created_at).where(User.id == user_id))
+    db.commit()
+    return created is None or (published_at is not None and created > published_at)
 
 
 def _messages_to_analyse(db: Session, user_id: str, context_type: str, limit: int) -> list[str]:
@@ -526,7 +577,7 @@ def _attempt_failed(db: Session, job_id: uuid.UUID, attempt: int, exc: LLMError,
 class SweepResult:
     requeued: list[uuid.UUID]
     failed: list[uuid.UUID]
-    republish: list[tuple[uuid.UUID, str]]  # (job id, priority) to publish after the commit
+    republish: list[RunMessage]  # to publish after the commit
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -561,10 +612,10 @@ def sweep(db: Session, rules: Rules) -> SweepResult:
             AnalysisJob.next_attempt_at < func.now() - timedelta(seconds=rules.republish_after_seconds),
         )
         .values(next_attempt_at=func.now())
-        .returning(AnalysisJob.id, AnalysisJob.priority)
+        .returning(AnalysisJob.id, AnalysisJob.priority, AnalysisJob.user_id)
     ).all()
     db.commit()
-    result = SweepResult(list(requeued), list(failed), [(row.id, row.priority) for row in overdue])
+    result = SweepResult(list(requeued), list(failed), [RunMessage(*row) for row in overdue])
     if requeued or failed:
         log.warning(
             "cleaned up stuck analysis jobs: requeued=%s failed=%s",
@@ -578,11 +629,11 @@ def sweep(db: Session, rules: Rules) -> SweepResult:
 
 @dataclass
 class ReplayResult:
-    replayed: list[tuple[uuid.UUID, str]]
+    replayed: list[RunMessage]  # to publish after the commit
     skipped: dict[str, str]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"replayed": [str(i) for i, _ in self.replayed], "skipped": self.skipped}
+        return {"replayed": [str(m.job_id) for m in self.replayed], "skipped": self.skipped}
 
 
 def replay_failed(db: Session, job_id: uuid.UUID | None) -> ReplayResult:
@@ -614,17 +665,17 @@ def replay_failed(db: Session, job_id: uuid.UUID | None) -> ReplayResult:
                         archived_at=None,
                         next_attempt_at=func.now(),
                     )
-                    .returning(AnalysisJob.id, AnalysisJob.priority)
+                    .returning(AnalysisJob.id, AnalysisJob.priority, AnalysisJob.user_id)
                 ).one_or_none()
         except IntegrityError:
             skipped[str(candidate)] = "another job for this user and context is open"
             continue
         if row is not None:
-            replayed.append((row.id, row.priority))
+            replayed.append(RunMessage(*row))
     if job_id is not None and not replayed and str(job_id) not in skipped:
         skipped[str(job_id)] = "job is not failed"
     db.commit()
-    log.info("replayed failed analysis jobs: %s skipped=%s", [str(i) for i, _ in replayed], skipped)
+    log.info("replayed failed analysis jobs: %s skipped=%s", [str(m.job_id) for m in replayed], skipped)
     return ReplayResult(replayed, skipped)
 
 

@@ -109,6 +109,7 @@ def test_a_bad_token_asks_for_a_new_one(browser, base_url):
         page.click("#token-form button")
         page.wait_for_selector("body[data-state=sign-in] #error:not([hidden])")
         assert "not accepted" in page.inner_text("#error")
+        assert page.is_hidden("#content")
         assert page.evaluate("localStorage.getItem('focus.token')") is None
     finally:
         context.close()

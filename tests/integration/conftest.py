@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterator
 
@@ -27,7 +28,10 @@ def app(test_settings):
     flask_app = create_app(test_settings)
     yield flask_app
     # Stop listening for results before the embedded Redis goes away, or the result consumer
-    # spends its 20 reconnection attempts on a server that is gone.
+    # spends its 20 reconnection attempts on a server that is gone. Results kept alive by
+    # reference cycles (a task's exception re-raised by `.get()` holds its frames) are finalised
+    # first, while Redis still answers their unsubscribe.
+    gc.collect()
     celery = flask_app.extensions["celery"]
     consumer = getattr(celery.backend, "result_consumer", None)
     if consumer is not None and getattr(consumer, "_pubsub", None) is not None:

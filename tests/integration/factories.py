@@ -7,7 +7,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
-from focus_app.models import FocusSession, Task, User
+from focus_app.models import FocusSession, JobRun, Task, User
+from focus_app.models.analysis import ChatMessage
+from focus_app.services import analysis, job_runs
+from focus_app.services.llm import LLMError
 
 
 def make_user(db: Session, user_id: str, timezone: str = "UTC") -> str:
@@ -63,3 +66,57 @@ def make_session(
         db.execute(update(User).where(User.id == user_id).values(sessions_version=User.sessions_version + 1))
     db.commit()
     return session_id
+
+
+def make_run(
+    db: Session,
+    job_name: str,
+    status: str,
+    *,
+    started: datetime,
+    trigger: str = "beat",
+    succeeded: int = 0,
+    failed: int = 0,
+    error: str | None = None,
+) -> object:
+    """A finished job_runs row written by the job-run service, moved to `started` (a past time)."""
+    run = job_runs.start_run(db, job_name, trigger).run
+    run.succeeded, run.failed, run.error = succeeded, failed, error
+    db.flush()
+    if status != "running":
+        job_runs.finish_run(db, run, status=status)
+    db.execute(
+        update(JobRun)
+        .where(JobRun.id == run.id)
+        .values(
+            started_at=started,
+            finished_at=None if status == "running" else started + timedelta(seconds=2),
+        )
+    )
+    db.commit()
+    return run.id
+
+
+class _BrokenProvider:
+    """An analyser whose provider always refuses: the job fails on its only attempt."""
+
+    def analyse(self, context_type: str, messages: list[str]):
+        raise LLMError("provider refused: 401 invalid API key", retryable=False)
+
+
+def make_failed_analysis_job(db: Session, user_id: str, context_type: str = "work") -> object:
+    """A dead-lettered analysis job: enough chat messages, then through the analysis service a
+    manual request and a run whose provider refuses."""
+    rules = analysis.Rules()
+    db.execute(
+        insert(ChatMessage),
+        [
+            {"user_id": user_id, "context_type": context_type, "content": f"message {n}"}
+            for n in range(rules.min_messages)
+        ],
+    )
+    db.commit()
+    job = analysis.request_analysis(db, user_id, context_type, "manual", rules).job
+    outcome = analysis.run_job(db, job.id, _BrokenProvider(), rules)
+    assert outcome.status == "failed", outcome
+    return job.id

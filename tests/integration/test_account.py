@@ -291,16 +291,18 @@ def test_jobs_queued_before_a_deletion_skip_the_deleted_user(client, auth, db, c
     brief = celery_app.send_task(
         "intelligence.generate", kwargs={"user_ids": ["alice"], "week_of": WEEK}, **later
     )
-    run = celery_app.send_task("analysis.run", args=[str(job.id)], ignore_result=False, **later)
+    # Published as every publisher does (analysis.run_message: the job id and its user).
+    message = analysis.run_message(job)
+    run = celery_app.send_task(
+        "analysis.run", args=message.args, kwargs=message.kwargs, ignore_result=False, **later
+    )
 
     assert client.delete("/api/v1/me", headers=auth("alice")).status_code == 204
     assert rows_of(db, "alice") == {}
 
     assert brief.get(timeout=60)["skipped"] == ["alice"]
-    # analysis.run carries only the job id, which went with the account: like any unknown id it
-    # fails at once with its reason (issue 6's contract for hand-typed ids), not retried, nothing written.
-    with pytest.raises(Exception, match="not found"):
-        run.get(timeout=60)
+    # The job went with the account; its message names the user, who is gone: skipped, not failed.
+    assert run.get(timeout=60) == {"status": "skipped", "job_id": str(job.id), "detail": "user deleted"}
     summary = profile.get(timeout=60)
     wait_for(
         lambda: (
@@ -314,3 +316,36 @@ def test_jobs_queued_before_a_deletion_skip_the_deleted_user(client, auth, db, c
     assert db.scalar(select(func.count()).select_from(WeeklyBrief)) == 0
     assert db.scalar(select(func.count()).select_from(ProfileInterpretation)) == 0
     assert db.scalar(select(func.count()).select_from(AnalysisJob)) == 0
+
+
+def test_a_deleted_users_analysis_job_is_skipped_even_after_the_token_recreates_the_user(
+    client, auth, db, celery_app
+):
+    """The still-valid token re-creates an empty user row on its next use; the row is newer than
+    the job's message, so the job still ends as skipped."""
+    make_user(db, "alice")
+    job = analysis.request_analysis(db, "alice", "notes", "manual", analysis.Rules()).job
+    db.commit()
+    message = analysis.run_message(job)
+    run = celery_app.send_task(
+        "analysis.run", args=message.args, kwargs=message.kwargs, ignore_result=False, countdown=2
+    )
+
+    assert client.delete("/api/v1/me", headers=auth("alice")).status_code == 204
+    assert client.get("/api/v1/me", headers=auth("alice")).status_code == 200  # row re-created
+
+    assert run.get(timeout=60)["status"] == "skipped"
+    assert db.scalar(select(func.count()).select_from(AnalysisJob)) == 0
+
+
+def test_an_unknown_job_of_an_existing_user_still_fails_as_not_found(db, celery_app):
+    """Only a deleted account explains a missing job: for a user who was there all along an unknown
+    id is an error, as for a hand-typed id without a user."""
+    make_user(db, "alice")
+    unknown = "00000000-0000-4000-8000-000000000001"
+    run = celery_app.send_task(
+        "analysis.run", args=[unknown], kwargs={"user_id": "alice"}, ignore_result=False
+    )
+
+    run.get(timeout=60, propagate=False)
+    assert run.failed() and str(run.result) == f"analysis job {unknown} not found"

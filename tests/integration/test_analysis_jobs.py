@@ -329,7 +329,7 @@ def publish(app):
 
     def send(decision):
         with app.app_context():
-            publish_jobs([(decision.job.id, decision.job.priority)])
+            publish_jobs([analysis.run_message(decision.job)])
 
     return send
 

@@ -37,6 +37,7 @@ def test_a_complete_environment_loads_with_defaults():
         ({"LLM_PROVIDER": "anthropic"}, "LLM_API_KEY"),
         ({"LLM_PROVIDER": "openai"}, "LLM_BASE_URL"),
         ({"LLM_COST_INPUT_PER_MTOK": "-1"}, "LLM_COST_INPUT_PER_MTOK"),
+        ({"FLOWER_URL": "127.0.0.1:5555"}, "FLOWER_URL"),
     ],
 )
 def test_a_bad_setting_stops_start_up_naming_it(override, setting):
@@ -45,6 +46,13 @@ def test_a_bad_setting_stops_start_up_naming_it(override, setting):
     assert error.value.setting == setting
     assert str(error.value).startswith(f"invalid setting {setting}:")
     assert "\n" not in str(error.value)
+
+
+def test_the_flower_link_follows_flower_port_unless_flower_url_is_set():
+    assert Settings.from_env(GOOD).flower_url == "http://127.0.0.1:5555"
+    assert Settings.from_env({**GOOD, "FLOWER_PORT": "5600"}).flower_url == "http://127.0.0.1:5600"
+    flower = "https://ops.example.org/flower/"
+    assert Settings.from_env({**GOOD, "FLOWER_URL": flower, "FLOWER_PORT": "5600"}).flower_url == flower
 
 
 def test_development_generates_and_keeps_missing_secrets(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from celery import shared_task
 from kombu.exceptions import OperationalError as BrokerError
@@ -11,7 +12,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from focus_app.extensions import db_session, settings
 from focus_app.services import analysis
 from focus_app.services.analyser import analyser_from_settings
-from workers.arguments import InvalidTaskArguments, one_of, optional_uuid
+from focus_app.services.metrics import SENT_AT_HEADER
+from workers.arguments import InvalidTaskArguments, one_of, optional_user_id, optional_uuid
 from workers.retry import is_transient, retry_later
 from workers.switches import disabled_beat_run
 
@@ -19,14 +21,26 @@ log = logging.getLogger("analysis_jobs")
 
 
 @shared_task(bind=True, name="analysis.run", max_retries=None)
-def run(self, job_id):
-    """Run one analysis job; PostgreSQL counts its attempts, Celery only schedules the retry."""
+def run(self, job_id, user_id=None):
+    """Run one analysis job; PostgreSQL counts its attempts, Celery only schedules the retry.
+
+    `user_id` (sent by every publisher, optional by hand) lets a job that went with its user's
+    account end as skipped instead of failing as an unknown id.
+    """
     job_uuid = optional_uuid(job_id, "job_id")
     if job_uuid is None:
         raise InvalidTaskArguments("job_id is required")
+    owner = optional_user_id(user_id, "user_id")
     rules = analysis.Rules.from_settings(settings())
     try:
-        outcome = analysis.run_job(db_session(), job_uuid, analyser_from_settings(settings()), rules)
+        outcome = analysis.run_job(
+            db_session(),
+            job_uuid,
+            analyser_from_settings(settings()),
+            rules,
+            user_id=owner,
+            published_at=_published_at(self.request),
+        )
     except SQLAlchemyError as exc:
         db_session().rollback()
         if is_transient(exc):
@@ -57,15 +71,23 @@ def replay(self, job_id=None):
     return {**result.as_dict(), "published": publish_jobs(result.replayed)}
 
 
-def publish_jobs(jobs) -> int:
+def publish_jobs(messages: list[analysis.RunMessage]) -> int:
     """Publish after the commit; a job whose publish fails stays pending for the sweeper."""
     published = 0
-    for job_id, priority in jobs:
+    for message in messages:
         try:
-            sent = run.apply_async(args=[str(job_id)], priority=analysis.CELERY_PRIORITY[priority])
+            sent = run.apply_async(args=message.args, kwargs=message.kwargs, priority=message.celery_priority)
         except BrokerError as exc:
-            log.warning("broker unavailable, analysis job=%s left for the sweeper: %s", job_id, exc)
+            log.warning("broker unavailable, analysis job=%s left for the sweeper: %s", message.job_id, exc)
             continue
-        analysis.record_published(db_session(), job_id, sent.id)
+        analysis.record_published(db_session(), message.job_id, sent.id)
         published += 1
     return published
+
+
+def _published_at(request) -> datetime | None:
+    """The publish-time stamp every message carries (workers/signals.py), when present."""
+    stamp = getattr(request, SENT_AT_HEADER, None)
+    if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+        return datetime.fromtimestamp(stamp, UTC)
+    return None

@@ -1,0 +1,333 @@
+/* The operator page: reads the admin API with the key kept in sessionStorage, draws the periodic
+   jobs, their recent runs and success rates, the retry queue and the dead letters (with Replay). */
+(function () {
+  "use strict";
+  var KEY = "focus.adminKey";
+  var PAGE_SIZE = 20;
+  var $ = function (id) { return document.getElementById(id); };
+  var pages = { retry: 1, dead: 1 };
+  var chart = null;
+
+  function AuthError(message) { this.message = message; }
+
+  function show(id, visible) { $(id).hidden = !visible; }
+
+  function fail(message) {
+    $("error").textContent = message;
+    show("error", true);
+  }
+
+  function api(path, method) {
+    return fetch("/api/v1" + path, {
+      method: method || "GET",
+      headers: { "X-API-Key": sessionStorage.getItem(KEY) || "" }
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (body) {
+        if (response.status === 401 || response.status === 403) {
+          sessionStorage.removeItem(KEY);
+          throw new AuthError("That admin key was not accepted (" + response.status + ": " +
+                              (body.message || "unauthorised") + "). Enter the key again.");
+        }
+        if (!response.ok) {
+          throw new Error("The server answered " + response.status + " for " + path +
+                          (body.message ? ": " + body.message : ""));
+        }
+        return body;
+      });
+    });
+  }
+
+  // --- formatting -------------------------------------------------------------------------
+
+  function relative(date) {
+    var seconds = Math.round((date.getTime() - Date.now()) / 1000);
+    var size = Math.abs(seconds);
+    var text = size < 60 ? size + " s" : size < 3600 ? Math.round(size / 60) + " min" :
+               size < 172800 ? Math.round(size / 3600) + " h" : Math.round(size / 86400) + " days";
+    return seconds >= 0 ? "in " + text : text + " ago";
+  }
+
+  function when(iso) {
+    if (!iso) { return "–"; }
+    var date = new Date(iso);
+    return date.toLocaleString() + " (" + relative(date) + ")";
+  }
+
+  function duration(ms) {
+    if (ms == null) { return "–"; }
+    return ms < 1000 ? ms + " ms" : ms < 120000 ? (ms / 1000).toFixed(1) + " s" : Math.round(ms / 60000) + " min";
+  }
+
+  function percent(rate) { return rate == null ? "–" : Math.round(rate * 1000) / 10 + "%"; }
+
+  function element(tag, text, className) {
+    var node = document.createElement(tag);
+    if (text != null) { node.textContent = text; }
+    if (className) { node.className = className; }
+    return node;
+  }
+
+  function badge(status) { return element("span", status, "badge status-" + status); }
+
+  function cell(row, label, content, className) {
+    var td = element("td", null, className);
+    td.dataset.label = label;
+    if (content instanceof Node) { td.appendChild(content); } else { td.textContent = content; }
+    row.appendChild(td);
+    return td;
+  }
+
+  function fill(bodyId, items, draw) {
+    var body = $(bodyId);
+    body.textContent = "";
+    items.forEach(function (item) { body.appendChild(draw(item)); });
+  }
+
+  // --- periodic jobs ------------------------------------------------------------------------
+
+  function lastRun(run, lastSuccess) {
+    if (!run) {
+      // Jobs that write no run rows (the sweeper, the archive) leave only their success stamp.
+      return document.createTextNode(lastSuccess ? "succeeded " + when(lastSuccess) : "never recorded");
+    }
+    var span = element("span");
+    span.appendChild(badge(run.status));
+    span.appendChild(document.createTextNode(" " + when(run.started_at) + " · " + duration(run.duration_ms) +
+      " · " + run.succeeded + " ok, " + run.failed + " failed, " + run.skipped + " skipped"));
+    return span;
+  }
+
+  function jobRow(job) {
+    var row = element("tr");
+    row.dataset.task = job.task;
+    cell(row, "Job", job.task);
+    cell(row, "Schedule", job.schedule);
+    cell(row, "Enabled", job.enabled ? "yes" : "disabled", job.enabled ? null : "off");
+    cell(row, "Last run", lastRun(job.last_run, job.last_success_at)).title = job.last_success_at ?
+      "last success " + new Date(job.last_success_at).toLocaleString() : "no success recorded";
+    cell(row, "Success rate", job.success_rate == null ? "no finished runs" :
+      percent(job.success_rate) + " of " + job.runs_counted);
+    cell(row, "Next run", job.due ? "due now" : when(job.next_run_at), job.due ? "due" : null);
+    return row;
+  }
+
+  function runRow(run) {
+    var row = element("tr");
+    cell(row, "Started", when(run.started_at));
+    cell(row, "Trigger", run.trigger + (run.scope ? " (" + run.scope + ")" : ""));
+    cell(row, "Status", badge(run.status));
+    cell(row, "Duration", duration(run.duration_ms));
+    cell(row, "Counts", run.succeeded + " ok / " + run.failed + " failed / " + run.skipped + " skipped");
+    cell(row, "Error", run.error || "", "error-text");
+    return row;
+  }
+
+  function renderRecent(jobs) {
+    var holder = $("recent-runs");
+    var open = {};
+    holder.querySelectorAll("details[open]").forEach(function (d) { open[d.dataset.task] = true; });
+    holder.textContent = "";
+    jobs.forEach(function (job) {
+      var details = element("details");
+      details.dataset.task = job.task;
+      details.open = !!open[job.task];
+      var summary = element("summary", job.task + " · " + job.recent_runs.length + " recent runs");
+      var strip = element("span", null, "strip");
+      job.recent_runs.slice().reverse().forEach(function (run) {
+        var mark = element("i", null, "status-" + run.status);
+        mark.title = run.status + " " + new Date(run.started_at).toLocaleString();
+        strip.appendChild(mark);
+      });
+      summary.appendChild(strip);
+      details.appendChild(summary);
+      if (job.recent_runs.length === 0) {
+        details.appendChild(element("p", "No runs recorded for this job.", "empty"));
+      } else {
+        var table = element("table", null, "stack");
+        var head = element("tr");
+        ["Started", "Trigger", "Status", "Duration", "Counts", "Error"].forEach(function (title) {
+          head.appendChild(element("th", title));
+        });
+        table.appendChild(element("thead")).appendChild(head);
+        var body = table.appendChild(element("tbody"));
+        job.recent_runs.forEach(function (run) { body.appendChild(runRow(run)); });
+        details.appendChild(table);
+      }
+      holder.appendChild(details);
+    });
+  }
+
+  function shortLabel(label) {
+    // On a phone the task names would push the bars off the canvas: keep their ends.
+    var room = window.innerWidth < 640 ? 16 : 40;
+    return label.length > room ? "…" + label.slice(label.length - room + 1) : label;
+  }
+
+  function renderChart(overview) {
+    var jobs = overview.jobs;
+    var rates = jobs.map(function (job) { return job.success_rate == null ? null : job.success_rate * 100; });
+    var any = rates.some(function (rate) { return rate != null; });
+    $("chart-note").textContent = "last " + overview.success_rate_window + " finished runs per job";
+    show("chart-empty", !any);
+    if (chart) { chart.destroy(); }
+    chart = new Chart($("chart-success"), {
+      type: "bar",
+      data: {
+        labels: jobs.map(function (job) { return job.task; }),
+        datasets: [{
+          label: "Success rate (%)",
+          data: rates,
+          backgroundColor: rates.map(function (rate) {
+            return rate == null ? "#c9ced9" : rate >= 95 ? "#1f8a4c" : rate >= 80 ? "#d08a00" : "#c62828";
+          })
+        }]
+      },
+      options: {
+        indexAxis: "y",
+        animation: false,
+        maintainAspectRatio: false,
+        plugins: { legend: { display: false } },
+        scales: {
+          x: { min: 0, max: 100, ticks: { callback: function (v) { return v + "%"; } } },
+          y: { ticks: { callback: function (v) { return shortLabel(this.getLabelForValue(v)); } } }
+        }
+      }
+    });
+  }
+
+  function renderJobs(overview) {
+    $("jobs-note").textContent = "crontab times in " + overview.timezone;
+    fill("jobs-body", overview.jobs, jobRow);
+    renderRecent(overview.jobs);
+    renderChart(overview);
+    $("warnings").textContent = overview.warnings.join(" ");
+    show("warnings", overview.warnings.length > 0);
+  }
+
+  // --- retry queue and dead letters --------------------------------------------------------
+
+  function retryRow(entry) {
+    var row = element("tr");
+    cell(row, "Job", entry.job_name);
+    cell(row, "User", entry.user_id);
+    cell(row, "Week", entry.week_of);
+    cell(row, "Status", badge(entry.status));
+    cell(row, "Attempts", entry.retry_count + " of " + entry.max_retries);
+    cell(row, "Next attempt", entry.status === "pending" ? when(entry.next_retry_at) : "parked");
+    cell(row, "Last error", entry.last_error || "", "error-text");
+    return row;
+  }
+
+  function deadRow(job) {
+    var row = element("tr");
+    row.dataset.jobId = job.id;
+    cell(row, "Job", job.id.slice(0, 8)).title = job.id;
+    cell(row, "User", job.user_id);
+    cell(row, "Context", job.context_type);
+    cell(row, "Attempts", String(job.attempts));
+    cell(row, "Failed at", when(job.completed_at));
+    cell(row, "Error", job.error || "", "error-text");
+    var button = element("button", "Replay", "replay");
+    button.type = "button";
+    var action = cell(row, "Replay", button);
+    button.addEventListener("click", function () { replay(job, row, button, action); });
+    return row;
+  }
+
+  function replay(job, row, button, action) {
+    button.disabled = true;
+    button.textContent = "Replaying…";
+    api("/admin/analysis-jobs/" + job.id + "/replay", "POST").then(function (answer) {
+      row.dataset.status = answer.status;
+      row.querySelector("td[data-label=Error]").textContent = "";
+      action.textContent = "";
+      action.appendChild(badge(answer.status));
+      action.appendChild(element("span", answer.task_id ? " task " + answer.task_id :
+        " queued; the broker is down, the sweeper publishes it", "replayed"));
+    }).catch(function (error) {
+      if (error instanceof AuthError) { signIn(error.message); return; }
+      button.disabled = false;
+      button.textContent = "Replay";
+      row.querySelector("td[data-label=Error]").textContent = error.message;
+    });
+  }
+
+  function renderList(name, page, bodyId, draw) {
+    fill(bodyId, page.items, draw);
+    show(name + "-empty", page.total === 0);
+    show(name + "-table", page.items.length > 0);
+    var count = Math.max(1, Math.ceil(page.total / PAGE_SIZE));
+    var pager = document.querySelector(".pager[data-list=" + name + "]");
+    pager.hidden = count <= 1;
+    pager.querySelector("[data-page]").textContent = "page " + page.page + " of " + count;
+    pager.querySelector("[data-step='-1']").disabled = page.page <= 1;
+    pager.querySelector("[data-step='1']").disabled = page.page >= count;
+  }
+
+  function renderRetry(page) {
+    renderList("retry", page, "retry-body", retryRow);
+    $("retry-total").textContent = page.total + (page.total === 1 ? " entry" : " entries");
+  }
+
+  function renderDead(page) {
+    renderList("dead", page, "dead-body", deadRow);
+    $("dead-total").textContent = "failed analysis jobs: " + page.total;
+  }
+
+  // --- loading -----------------------------------------------------------------------------
+
+  function load() {
+    show("error", false);
+    show("sign-in", false);
+    document.body.dataset.state = "loading";
+    return Promise.all([
+      api("/admin/periodic-jobs"),
+      api("/admin/retry-queue?page_size=" + PAGE_SIZE + "&page=" + pages.retry),
+      api("/admin/analysis-jobs?status=failed&page_size=" + PAGE_SIZE + "&page=" + pages.dead)
+    ]).then(function (answers) {
+      show("content", true);
+      show("forget-key", true);
+      renderJobs(answers[0]);
+      renderRetry(answers[1]);
+      renderDead(answers[2]);
+      $("loaded-at").textContent = "loaded " + new Date().toLocaleTimeString();
+      document.body.dataset.state = "ready";
+    }).catch(function (error) {
+      if (error instanceof AuthError) { signIn(error.message); return; }
+      fail(error.message);
+      document.body.dataset.state = "error";
+    });
+  }
+
+  function signIn(message) {
+    show("content", false);
+    show("forget-key", false);
+    show("sign-in", true);
+    if (message) { fail(message); } else { show("error", false); }
+    $("admin-key").focus();
+    document.body.dataset.state = "sign-in";
+  }
+
+  $("key-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    sessionStorage.setItem(KEY, $("admin-key").value.trim());
+    $("admin-key").value = "";
+    load();
+  });
+  $("forget-key").addEventListener("click", function () {
+    sessionStorage.removeItem(KEY);
+    signIn();
+  });
+  $("refresh").addEventListener("click", load);
+  document.querySelectorAll(".pager").forEach(function (pager) {
+    pager.addEventListener("click", function (event) {
+      var step = Number(event.target.dataset && event.target.dataset.step);
+      if (!step) { return; }
+      var name = pager.dataset.list;
+      pages[name] = Math.max(1, pages[name] + step);
+      load();
+    });
+  });
+
+  if (sessionStorage.getItem(KEY)) { load(); } else { signIn(); }
+})();

@@ -1,0 +1,185 @@
+"""The operator page in a real headless Chromium: periodic jobs, recent runs, the success-rate
+chart, the retry queue and the dead letters drawn from the admin API; Replay re-queues a dead
+letter; a wrong key is a readable error; phone width; no console errors, nothing off the machine."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from beat_schedule import build_beat_schedule
+from focus_app.models.analysis import AnalysisJob
+from focus_app.services import intelligence
+from tests.browser.test_dashboard import COLOURED_PIXELS, PHONE
+from tests.conftest import TEST_ADMIN_KEY
+from tests.integration.factories import make_failed_analysis_job, make_run, make_user
+
+RESOURCE_403 = "Failed to load resource: the server responded with a status of 403"
+
+
+def open_ops(browser, base_url, key=TEST_ADMIN_KEY, viewport=None, state="ready"):
+    context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    # Offline: any request that is not to the app's own server fails the test.
+    page.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith(base_url)
+            else (problems.append("external request " + route.request.url), route.abort())
+        ),
+    )
+    page.goto(base_url + "/ops")
+    page.wait_for_selector("body[data-state=sign-in]")
+    page.fill("#admin-key", key)
+    page.click("#key-form button")
+    page.wait_for_selector(f"body[data-state={state}]")
+    return context, page, problems
+
+
+@pytest.fixture
+def seeded(db):
+    """Runs of two jobs, a user in the retry queue and a dead-lettered analysis job, written by
+    the services the jobs use (no worker: the replayed job stays queued for the assertions)."""
+    now = datetime.now(UTC)
+    for n, status in enumerate(["success", "success", "failed", "success"]):
+        make_run(
+            db,
+            "focus.update_profiles",
+            status,
+            started=now - timedelta(minutes=5 * (4 - n)),
+            succeeded=3,
+            failed=1 if status == "failed" else 0,
+            error="1 of 4 batches failed" if status == "failed" else None,
+        )
+    make_run(db, "maintenance.consolidate_profiles", "success", started=now - timedelta(minutes=30))
+    make_user(db, "bob")
+    intelligence.enqueue_retries(
+        db, {"bob": "unknown timezone 'Mars/Olympus'"}, date(2026, 1, 5), intelligence.RetryPolicy()
+    )
+    db.commit()
+    make_user(db, "alice")
+    return make_failed_analysis_job(db, "alice")
+
+
+def test_the_page_draws_jobs_runs_retry_queue_and_dead_letters(browser, base_url, app, seeded):
+    context, page, problems = open_ops(browser, base_url)
+    try:
+        entries = build_beat_schedule(app.extensions["settings"])
+        jobs = page.locator("#jobs-body tr")
+        assert jobs.count() == len(entries)
+        profiles = page.locator("#jobs-body tr[data-task='focus.update_profiles']")
+        assert profiles.is_visible()
+        assert profiles.locator("td[data-label='Success rate']").inner_text() == "75% of 4"
+        assert profiles.locator("td[data-label='Last run'] .badge").inner_text() == "success"
+        assert page.locator(
+            "#jobs-body tr[data-task='intelligence.weekly'] td[data-label='Next run']"
+        ).inner_text()
+        assert "every 5 minutes" in profiles.inner_text()
+        # The chart's canvas has bars drawn in colour (green for 100%, red below 80%).
+        assert page.evaluate(COLOURED_PIXELS, "chart-success") > 200
+        assert page.is_hidden("#chart-empty")
+        # Recent runs: a strip of coloured marks per job; opening it shows the runs' rows.
+        recent = page.locator("#recent-runs details[data-task='focus.update_profiles']")
+        assert recent.locator(".strip i").count() == 4
+        assert recent.locator(".strip i").first.bounding_box()["width"] > 0
+        recent.locator("summary").click()
+        rows = recent.locator("tbody tr")
+        assert rows.count() == 4 and rows.first.is_visible()
+        assert "1 of 4 batches failed" in recent.inner_text()
+        # Retry queue and dead letters.
+        retry = page.locator("#retry-body tr")
+        assert retry.count() == 1 and retry.first.is_visible()
+        assert "unknown timezone 'Mars/Olympus'" in retry.first.inner_text()
+        assert "0 of 3" in retry.first.inner_text()
+        dead = page.locator(f"#dead-body tr[data-job-id='{seeded}']")
+        assert dead.is_visible() and "provider refused" in dead.inner_text()
+        assert dead.locator("button.replay").is_enabled()
+        # Links beside the page: Flower (its configured address) and the user dashboard.
+        assert page.get_attribute("#flower-link", "href") == app.extensions["settings"].flower_url
+        assert page.get_attribute("header a[href='/dashboard']", "href") == "/dashboard"
+        assert problems == []
+    finally:
+        context.close()
+
+
+def test_replay_requeues_the_dead_letter_and_shows_its_task(browser, base_url, db, seeded):
+    context, page, problems = open_ops(browser, base_url)
+    try:
+        row = page.locator(f"#dead-body tr[data-job-id='{seeded}']")
+        row.locator("button.replay").click()
+        shown = row.locator(".replayed")
+        shown.wait_for()
+        task_id = shown.inner_text().strip().removeprefix("task ")
+        assert row.locator(".badge").inner_text() == "pending"
+
+        db.rollback()
+        job = db.scalars(select(AnalysisJob).where(AnalysisJob.id == seeded)).one()
+        # Out of the dead-letter state, published under the task id the page shows: still queued
+        # (pending, fresh attempt budget), or already run on its fresh attempt when an earlier
+        # suite in this session started the in-process worker.
+        assert job.celery_task_id == task_id
+        assert (job.status, job.attempts) in {("pending", 0), ("processing", 1), ("completed", 1)}
+        # A refresh no longer lists it as a dead letter.
+        page.click("#refresh")
+        page.wait_for_selector("body[data-state=ready]")
+        assert page.is_visible("#dead-empty")
+        assert problems == []
+    finally:
+        context.close()
+
+
+def test_a_wrong_key_is_a_readable_error_and_asks_again(browser, base_url):
+    context, page, problems = open_ops(browser, base_url, key="not-the-admin-key", state="sign-in")
+    try:
+        assert page.is_visible("#error")
+        message = page.inner_text("#error")
+        assert "not accepted" in message and "403" in message and "wrong API key" in message
+        assert page.is_visible("#key-form") and page.is_hidden("#content")
+        assert page.evaluate("sessionStorage.getItem('focus.adminKey')") is None
+        # The browser reports the rejected requests themselves; nothing else went wrong.
+        assert problems and all(problem.startswith(RESOURCE_403) for problem in problems)
+    finally:
+        context.close()
+
+
+def test_empty_state_on_a_phone_and_the_key_kept_until_forgotten(browser, base_url):
+    context, page, problems = open_ops(browser, base_url, viewport=PHONE)
+    try:
+        assert page.is_visible("#retry-empty") and page.is_visible("#dead-empty")
+        assert page.is_visible("#chart-empty")
+        assert page.locator("#recent-runs details").first.inner_text().endswith("0 recent runs")
+        assert "never recorded" in page.inner_text("#jobs-body")
+        # Phone width: rows are stacked cards, nothing wider than the screen.
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        row = page.locator("#jobs-body tr").first.bounding_box()
+        assert 0 < row["width"] <= PHONE["width"]
+        assert page.locator("#chart-success").bounding_box()["width"] <= PHONE["width"]
+        # The key survives a reload of the tab, and "Forget key" removes it.
+        page.reload()
+        page.wait_for_selector("body[data-state=ready]")
+        page.click("#forget-key")
+        assert page.is_visible("#key-form")
+        assert page.evaluate("sessionStorage.getItem('focus.adminKey')") is None
+        page.reload()
+        page.wait_for_selector("body[data-state=sign-in]")
+        assert problems == []
+    finally:
+        context.close()
+
+
+def test_the_dashboard_links_to_the_operator_page(browser, base_url):
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(base_url + "/dashboard")
+        page.click("header a[href='/ops']")
+        page.wait_for_selector("body[data-state=sign-in] #key-form")
+        assert page.url == base_url + "/ops"
+    finally:
+        context.close()
