@@ -34,9 +34,8 @@ class JobRunArgsSchema(PageArgsSchema):
             raise ma.ValidationError("must be after since", field_name="until")
 
 
-class JobRunSchema(ma.Schema):
+class RunSummarySchema(ma.Schema):
     id = ma.fields.UUID()
-    job_name = ma.fields.String()
     trigger = ma.fields.String()
     scope = ma.fields.String(allow_none=True)
     status = ma.fields.String()
@@ -48,8 +47,12 @@ class JobRunSchema(ma.Schema):
     succeeded = ma.fields.Integer()
     failed = ma.fields.Integer()
     skipped = ma.fields.Integer()
-    result = ma.fields.Dict(allow_none=True)
     error = ma.fields.String(allow_none=True)
+
+
+class JobRunSchema(RunSummarySchema):
+    job_name = ma.fields.String()
+    result = ma.fields.Dict(allow_none=True)
 
 
 JobRunPageSchema = page_schema(JobRunSchema, "JobRunPage")

@@ -7,6 +7,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from beat_schedule import build_beat_schedule
+from focus_app.api.admin_jobs import RunSummarySchema
 from focus_app.api.auth import require_admin
 from focus_app.api.base import Blueprint
 from focus_app.api.pagination import PageArgsSchema, page_schema
@@ -18,22 +19,6 @@ URL_PREFIX = "/admin"
 blp = Blueprint("admin_operations", __name__, description="Operator overview: periodic jobs, retry queue")
 blp.before_request(require_admin)
 ADMIN_DOC = {"security": [{"adminKey": []}]}
-
-
-class RunSummarySchema(ma.Schema):
-    id = ma.fields.UUID()
-    trigger = ma.fields.String()
-    scope = ma.fields.String(allow_none=True)
-    status = ma.fields.String()
-    started_at = ma.fields.DateTime()
-    finished_at = ma.fields.DateTime(allow_none=True)
-    duration_ms = ma.fields.Integer(allow_none=True)
-    units_total = ma.fields.Integer()
-    units_done = ma.fields.Integer()
-    succeeded = ma.fields.Integer()
-    failed = ma.fields.Integer()
-    skipped = ma.fields.Integer()
-    error = ma.fields.String(allow_none=True)
 
 
 class PeriodicJobSchema(ma.Schema):

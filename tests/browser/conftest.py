@@ -46,3 +46,23 @@ def browser() -> Iterator[object]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+def offline_page(browser, base_url: str, path: str, viewport: dict[str, int]):
+    """A fresh context on `path` that records console errors, page errors and every request that
+    leaves the app's own server (aborted: the pages must work offline)."""
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith(base_url)
+            else (problems.append("external request " + route.request.url), route.abort())
+        ),
+    )
+    page.goto(base_url + path)
+    return context, page, problems

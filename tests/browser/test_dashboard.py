@@ -9,6 +9,7 @@ import pytest
 
 from focus_app.api.auth import issue_token
 from focus_app.services import intelligence, profiles
+from tests.browser.conftest import offline_page
 from tests.conftest import TEST_SECRET
 from tests.integration.factories import make_session, make_user
 
@@ -28,21 +29,9 @@ COLOURED_PIXELS = """(id) => {
 
 
 def open_dashboard(browser, base_url, user_id, viewport=None):
-    context = browser.new_context(viewport=viewport or {"width": 1200, "height": 900})
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    # Offline: any request that is not to the app's own server fails the test.
-    page.route(
-        "**/*",
-        lambda route: (
-            route.continue_()
-            if route.request.url.startswith(base_url)
-            else (problems.append("external request " + route.request.url), route.abort())
-        ),
+    context, page, problems = offline_page(
+        browser, base_url, "/dashboard", viewport or {"width": 1200, "height": 900}
     )
-    page.goto(base_url + "/dashboard")
     page.fill("#token", issue_token(TEST_SECRET, user_id))
     page.click("#token-form button")
     page.wait_for_selector("body[data-state=ready]")

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from beat_schedule import build_beat_schedule
 from focus_app.models.analysis import AnalysisJob
 from focus_app.services import intelligence
+from tests.browser.conftest import offline_page
 from tests.browser.test_dashboard import COLOURED_PIXELS, PHONE
 from tests.conftest import TEST_ADMIN_KEY
 from tests.integration.factories import make_failed_analysis_job, make_run, make_user
@@ -20,21 +21,9 @@ RESOURCE_403 = "Failed to load resource: the server responded with a status of 4
 
 
 def open_ops(browser, base_url, key=TEST_ADMIN_KEY, viewport=None, state="ready"):
-    context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900})
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    # Offline: any request that is not to the app's own server fails the test.
-    page.route(
-        "**/*",
-        lambda route: (
-            route.continue_()
-            if route.request.url.startswith(base_url)
-            else (problems.append("external request " + route.request.url), route.abort())
-        ),
+    context, page, problems = offline_page(
+        browser, base_url, "/ops", viewport or {"width": 1280, "height": 900}
     )
-    page.goto(base_url + "/ops")
     page.wait_for_selector("body[data-state=sign-in]")
     page.fill("#admin-key", key)
     page.click("#key-form button")
