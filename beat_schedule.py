@@ -3,19 +3,22 @@ entry's schedule reads in words and when it fires next (the operator page shows 
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from celery.schedules import crontab, schedule
 from celery.utils.time import remaining
 
 from focus_app.config import Settings
+from focus_app.services.ops.periodic import Periodic
 
 INTELLIGENCE_TICK_MINUTES = 10
 
 
-def build_beat_schedule(settings: Settings) -> dict:
+def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     profile_interval = settings.profile_update_interval_seconds
     retry_interval = settings.intelligence_retry_interval_seconds
     maintenance_interval = settings.profile_maintenance_interval_minutes * 60
@@ -72,6 +75,26 @@ def _grace_hours(grace_seconds: int) -> str:
     return "2" if last == 2 else f"2-{last}"
 
 
+def periodic_entries(settings: Settings) -> list[Periodic]:
+    """The schedule as data for the operator page: words, interval, and Celery's own next-run
+    arithmetic for each entry."""
+    timezone = settings.timezone
+    entries = []
+    for name, entry in build_beat_schedule(settings).items():
+        declared = entry["schedule"]
+        interval = int(declared.total_seconds()) if isinstance(declared, timedelta) else None
+        entries.append(
+            Periodic(
+                entry=name,
+                task=entry["task"],
+                words=describe_schedule(declared, timezone),
+                interval_seconds=interval,
+                next_run=functools.partial(next_run_at, declared, timezone=timezone),
+            )
+        )
+    return entries
+
+
 DAY_NAMES = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")  # crontab numbers Sunday 0
 
 
@@ -79,7 +102,7 @@ def describe_schedule(entry_schedule: timedelta | crontab, timezone: str) -> str
     """`every 5 minutes`, `daily at 03:30 (UTC)`, `Mon every 10 minutes 02:00–02:50 (UTC)`."""
     if isinstance(entry_schedule, timedelta):
         return _every(int(entry_schedule.total_seconds()))
-    cron = entry_schedule
+    cron: Any = entry_schedule  # celery-types does not declare crontab's fields
     if cron._orig_day_of_month != "*" or cron._orig_month_of_year != "*":
         return f"cron {cron._orig_minute} {cron._orig_hour} {cron._orig_day_of_month} " + (
             f"{cron._orig_month_of_year} {cron._orig_day_of_week} ({timezone})"
@@ -131,12 +154,13 @@ def next_run_at(
         interval = schedule(run_every=entry_schedule, nowfun=lambda: now)
         left = interval.remaining_estimate(last_run_at)
         return (now + left, False) if left > timedelta(0) else (now, True)
+    declared: Any = entry_schedule  # celery-types does not declare crontab's fields
     cron = crontab(
-        minute=entry_schedule._orig_minute,
-        hour=entry_schedule._orig_hour,
-        day_of_week=entry_schedule._orig_day_of_week,
-        day_of_month=entry_schedule._orig_day_of_month,
-        month_of_year=entry_schedule._orig_month_of_year,
+        minute=declared._orig_minute,
+        hour=declared._orig_hour,
+        day_of_week=declared._orig_day_of_week,
+        day_of_month=declared._orig_day_of_month,
+        month_of_year=declared._orig_month_of_year,
         nowfun=lambda: now,
     )
     left = remaining(*cron.remaining_delta(now, tz=ZoneInfo(timezone)))

@@ -25,10 +25,11 @@ from focus_app.api.auth import issue_token
 from focus_app.devservers import free_port, start_postgres, start_redis
 from focus_app.migrate import upgrade
 from focus_app.models.analysis import AnalysisJob, ChatMessage
-from focus_app.services import analysis
-from focus_app.services.focus_sessions import ensure_user
+from focus_app.services.analysis import jobs as analysis_jobs
+from focus_app.services.analysis import triggers
+from focus_app.services.focus.users import ensure_user
 from tests.conftest import TEST_SECRET, make_settings
-from workers.tasks.analysis import publish_jobs
+from workers.publish import publish_analysis_runs
 
 SEED_POLL_SECONDS = 10
 TEXTS = [
@@ -114,9 +115,9 @@ def bench_jobs(app, count: int) -> tuple[float, float]:
             ],
         )
         db.commit()
-        decisions = [analysis.request_analysis(db, u, "work", "chat", analysis.Rules()) for u in users]
+        decisions = [triggers.request_analysis(db, u, "work", "chat", analysis_jobs.Rules()) for u in users]
         started = time.perf_counter()
-        publish_jobs([analysis.run_message(d.job) for d in decisions])
+        publish_analysis_runs([analysis_jobs.run_message(d.job) for d in decisions])
         ids = [d.job.id for d in decisions]
         done_query = select(func.count()).where(AnalysisJob.id.in_(ids), AnalysisJob.status == "completed")
         while db.scalar(done_query) < count:

@@ -21,7 +21,7 @@ from focus_app import create_app
 from focus_app.api.auth import issue_token
 from focus_app.config import Settings
 from focus_app.models import FocusSession, Task
-from focus_app.services import account
+from focus_app.services.account import export as exports
 
 
 def naive_export(db, user_id: str) -> str:
@@ -34,11 +34,11 @@ def naive_export(db, user_id: str) -> str:
     ).all()
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(account.CSV_COLUMNS)
+    writer.writerow(exports.CSV_COLUMNS)
     for session, title, course in rows:
         values = {**{c.key: getattr(session, c.key) for c in FocusSession.__table__.columns}}
         values.update(task_title=title, task_course=course)
-        writer.writerow([account._csv_cell(values[column]) for column in account.CSV_COLUMNS])
+        writer.writerow([exports._csv_cell(values[column]) for column in exports.CSV_COLUMNS])
     return buffer.getvalue()
 
 

@@ -27,7 +27,7 @@ from focus_app import create_app
 from focus_app.devservers import free_port, start_postgres, start_redis
 from focus_app.migrate import upgrade
 from focus_app.models.intelligence import WeeklyBrief
-from focus_app.services import briefs
+from focus_app.services.intelligence import briefs
 from tests.conftest import ROOT, TEST_ADMIN_KEY, TEST_SECRET, make_settings
 
 WEEK = date(2026, 1, 5)

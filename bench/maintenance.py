@@ -20,8 +20,8 @@ from sqlalchemy import delete, insert, select
 from focus_app.db import Database
 from focus_app.devservers import start_postgres
 from focus_app.migrate import upgrade
-from focus_app.models.maintenance import ProfileAttribute
-from focus_app.services import consolidation, profile_maintenance
+from focus_app.models.attributes import ProfileAttribute
+from focus_app.services.attributes import consolidation, store
 
 ENTITIES = int(os.environ.get("BENCH_ENTITIES", "300"))
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -45,7 +45,7 @@ def seed(db, prefix: str) -> list[str]:
     ids = [f"{prefix}{n}" for n in range(ENTITIES)]
     for entity_id in ids:
         for day, (category, key, value) in enumerate(PROFILE):
-            profile_maintenance._bump_version(db, entity_id, "user")
+            store._bump_version(db, entity_id, "user")
             db.execute(
                 insert(ProfileAttribute).values(
                     entity_id=entity_id,
@@ -64,9 +64,9 @@ def seed(db, prefix: str) -> list[str]:
 
 def ours(db, ids: list[str]) -> None:
     for entity_id in ids:
-        version, before = profile_maintenance.snapshot(db, entity_id, "user")
+        version, before = store.snapshot(db, entity_id, "user")
         plan = consolidation.consolidate(before)
-        profile_maintenance.apply_plan(db, entity_id, "user", version, plan)
+        store.apply_plan(db, entity_id, "user", version, plan)
         db.commit()
 
 

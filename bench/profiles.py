@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert
 from bench.common import environment, servers, wait_until, worker_process
 from focus_app.db import sqlalchemy_url
 from focus_app.models import UserFocusProfile
-from focus_app.services.cache import update_flag_key
+from focus_app.services.jobkit.keys import update_flag
 
 DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
@@ -67,7 +67,7 @@ def seed(engine, users: int, sessions: int) -> None:
 def flag_everyone(client: redis.Redis, users: int, sessions: int) -> None:
     with client.pipeline(transaction=False) as pipe:
         for u in range(1, users + 1):
-            pipe.set(update_flag_key(f"bench-{u}"), sessions, ex=86400)
+            pipe.set(update_flag(f"bench-{u}"), sessions, ex=86400)
         pipe.execute()
 
 

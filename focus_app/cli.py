@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -119,7 +120,7 @@ def run() -> None:
     sys.exit(code)
 
 
-def _settings(env) -> Settings:
+def _settings(env: Mapping[str, str]) -> Settings:
     try:
         settings = Settings.from_env(env)
     except ConfigError as exc:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
@@ -49,15 +50,15 @@ class Database:
         self.statements.dispose(close=False)
 
 
-def _engine(url: str, **options) -> Engine:
+def _engine(url: str, **options: Any) -> Engine:
     engine = create_engine(sqlalchemy_url(url), connect_args={"connect_timeout": 5}, **options)
 
     @event.listens_for(engine, "checkin")
-    def note_checkin(_dbapi_connection, record) -> None:
+    def note_checkin(_dbapi_connection: Any, record: Any) -> None:
         record.info["checked_in_at"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
-    def ping_if_idle(dbapi_connection, record, _proxy) -> None:
+    def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         """pool_pre_ping, only for connections that sat idle (SQLAlchemy's checkout-event recipe)."""
         if time.monotonic() - record.info.get("checked_in_at", 0.0) < PING_AFTER_IDLE_SECONDS:
             return

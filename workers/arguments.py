@@ -1,16 +1,23 @@
-"""Checks for arguments typed by hand (`celery call --args/--kwargs`).
+"""Checks for task arguments, typed by hand (`celery call --args/--kwargs`) or sent by the app.
 
-A bad argument fails that task with a message naming it; it is never retried and never takes
-the worker down.
+Every parameter name a task may have is checked here, once, by the base task before the task
+runs (workers/base.py). A bad argument fails that task with a message naming it; it is never
+retried and never takes the worker down.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import date
 from typing import Any
 
+from focus_app.services.intelligence.weeks import week_of_problem
+from focus_app.services.jobkit.fanout import Unit
+
 MAX_USER_ID_LENGTH = 128
+TRIGGERS = ("beat", "manual", "api")
+ENTITY_TYPES = ("user", "bot")
 
 
 class InvalidTaskArguments(ValueError):
@@ -28,9 +35,7 @@ def user_id_list(value: Any, name: str = "user_ids") -> list[str]:
     return value
 
 
-def optional_user_id(value: Any, name: str) -> str | None:
-    if value is None:
-        return None
+def user_id(value: Any, name: str) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= MAX_USER_ID_LENGTH:
         raise InvalidTaskArguments(
             f"{name} must be a user id string (1 to {MAX_USER_ID_LENGTH} characters), got {value!r:.100}"
@@ -38,31 +43,99 @@ def optional_user_id(value: Any, name: str) -> str | None:
     return value
 
 
-def optional_uuid(value: Any, name: str) -> uuid.UUID | None:
-    if value is None:
-        return None
+def a_uuid(value: Any, name: str) -> uuid.UUID:
     try:
         return uuid.UUID(str(value))
     except ValueError:
         raise InvalidTaskArguments(f"{name} must be a UUID, got {value!r:.100}") from None
 
 
-def optional_non_negative_int(value: Any, name: str) -> int | None:
-    if value is None:
-        return None
+def non_negative_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidTaskArguments(f"{name} must be a non-negative integer, got {value!r:.100}")
     return value
 
 
-def one_of(value: Any, name: str, allowed: Iterable[str]) -> str:
-    allowed = tuple(allowed)
-    if value not in allowed:
-        raise InvalidTaskArguments(f"{name} must be one of {', '.join(allowed)}, got {value!r:.100}")
-    return value
+def one_of(allowed: Iterable[str]) -> Callable[[Any, str], str]:
+    choices = tuple(allowed)
+
+    def check(value: Any, name: str) -> str:
+        if value not in choices:
+            raise InvalidTaskArguments(f"{name} must be one of {', '.join(choices)}, got {value!r:.100}")
+        return value
+
+    return check
 
 
 def boolean(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidTaskArguments(f"{name} must be true or false, got {value!r:.100}")
     return value
+
+
+def task_id(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidTaskArguments(f"{name} must be a task id string, got {value!r:.100}")
+    return value
+
+
+def monday(value: Any, name: str) -> date:
+    """A week's Monday, YYYY-MM-DD; whether the week has ended is the caller's check."""
+    try:
+        week = date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise InvalidTaskArguments(f"{name} must be a date YYYY-MM-DD, got {value!r:.100}") from None
+    if week.isoweekday() != 1:
+        raise InvalidTaskArguments(
+            f"{name} must be a Monday (the first day of an ISO week), got {value!r:.100}"
+        )
+    return week
+
+
+# Every parameter name a task declares, with its check and conversion. None passes unchecked
+# (it is each of these parameters' "not given").
+CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "trigger": one_of(TRIGGERS),
+    "user_ids": user_id_list,
+    "user_id": user_id,
+    "entity_id": user_id,
+    "entity_type": one_of(ENTITY_TYPES),
+    "job_id": a_uuid,
+    "run_id": a_uuid,
+    "unit_no": non_negative_int,
+    "dry_run": boolean,
+    "force_refresh": boolean,
+    "week_of": monday,
+    "older_than_days": non_negative_int,
+    "task_id": task_id,
+}
+
+
+def checked(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The arguments converted by their checks; the first bad one raises InvalidTaskArguments.
+    (tests/integration/test_task_arguments.py proves every parameter of every task has a check.)"""
+    return {
+        name: value if value is None or name not in CHECKS else CHECKS[name](value, name)
+        for name, value in arguments.items()
+    }
+
+
+def unit_of(run_id: uuid.UUID | None, unit_no: int | None, payload: Any = None) -> Unit | None:
+    """The run unit a message names, or None for work typed by hand outside a run."""
+    if (run_id is None) != (unit_no is None):
+        raise InvalidTaskArguments("run_id and unit_no go together: give both or neither")
+    if run_id is None or unit_no is None:
+        return None
+    return Unit(run_id, unit_no, payload)
+
+
+def ended_week(week_of: date | None, latest: date, *, required: bool = False) -> date:
+    """A week that has a brief to write: the one given, or by default the week just ended."""
+    if week_of is None:
+        if required:
+            raise InvalidTaskArguments("week_of must be a date YYYY-MM-DD, got None")
+        return latest
+    problem = week_of_problem(week_of, latest)
+    if problem:
+        raise InvalidTaskArguments(f"week_of {problem}, got {week_of.isoformat()!r}")
+    return week_of

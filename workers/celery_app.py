@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import pkgutil
+from collections.abc import Iterable
+from typing import Any
 
-from celery import Celery, Task
 from flask import Flask
 from kombu import Queue
+from kombu.transport.redis import PRIORITY_STEPS, Channel
 
 from beat_schedule import build_beat_schedule
 from focus_app.config import Settings
+from focus_app.services.ops.metrics import BrokerLayout
+from workers.base import FocusCelery, FocusTask
 
 QUEUES = ("profiles", "analysis", "maintenance", "intelligence", "default")
 
@@ -21,7 +25,7 @@ def task_modules() -> list[str]:
     return [f"workers.tasks.{module.name}" for module in pkgutil.iter_modules(workers.tasks.__path__)]
 
 
-def celery_config(settings: Settings) -> dict:
+def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
         "result_backend": settings.result_backend,
@@ -79,17 +83,21 @@ def celery_config(settings: Settings) -> dict:
     }
 
 
-def celery_init_app(app: Flask) -> Celery:
-    from workers.deliveries import enforce_delivery_limit
+def broker_layout(queues: Iterable[str]) -> BrokerLayout:
+    """Where kombu's Redis transport keeps the messages of each queue (one list per priority
+    step) and the deliveries not yet acknowledged: the metrics read them."""
+    return BrokerLayout(
+        queue_lists={
+            queue: [queue] + [f"{queue}{Channel.sep}{step}" for step in PRIORITY_STEPS if step]
+            for queue in queues
+        },
+        unacked_key=Channel.unacked_key,
+    )
 
-    class FlaskTask(Task):
-        def __call__(self, *args: object, **kwargs: object) -> object:
-            with app.app_context():
-                # A message that killed its worker TASK_MAX_DELIVERIES times is parked, not run.
-                enforce_delivery_limit(self)
-                return self.run(*args, **kwargs)
 
-    celery = Celery(app.name, task_cls=FlaskTask)
+def celery_init_app(app: Flask) -> FocusCelery:
+    celery = FocusCelery(app.name, task_cls=FocusTask)
+    celery.flask_app = app
     celery.config_from_object(celery_config(app.extensions["settings"]))
     celery.set_default()
     app.extensions["celery"] = celery

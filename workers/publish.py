@@ -1,39 +1,92 @@
-"""Publishing run units after their PostgreSQL commit (PostgreSQL first, broker second)."""
+"""Publishing after the PostgreSQL commit: the one path every message takes, from the web and
+from the workers alike (PostgreSQL first, broker second).
+
+Broker-down policy, the same everywhere: one attempt, no blocking retries; a publish that fails is
+logged and answered with None. The work is already recorded in PostgreSQL, and its family's
+sweeper or next run publishes it again (pending run units, overdue analysis jobs, parked rows).
+"""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from celery import Task
+import redis
+from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
+
+from focus_app.extensions import db_session, redis_client
+from focus_app.services.analysis.jobs import RunMessage, record_published
+from focus_app.services.jobkit.fanout import Unit
+from focus_app.services.ops import task_owners
 
 log = logging.getLogger(__name__)
 
+# What a broker (or the result backend that subscribes before a publish) raises while it is down.
+BROKER_DOWN: tuple[type[BaseException], ...] = (BrokerError, redis.RedisError, OSError)
+
+
+def publish(
+    task_name: str,
+    *,
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    owner: str | None = None,
+    task_id: str | None = None,
+    **options: Any,
+) -> str | None:
+    """Send one message; its task id, or None when the broker is down.
+
+    `owner` (a user id or task_owners.ADMIN_OWNER) lets `GET /jobs/{task_id}` answer its caller.
+    """
+    celery = current_app.extensions["celery"]
+    task_id = task_id or str(uuid.uuid4())
+    try:
+        if owner is not None:
+            task_owners.record_owner(redis_client(), task_id, owner, celery.conf.result_expires)
+        celery.send_task(
+            task_name, args=list(args), kwargs=kwargs or {}, task_id=task_id, retry=False, **options
+        )
+    except BROKER_DOWN as exc:
+        log.warning("broker unavailable, %s not published now (its sweeper will): %s", task_name, exc)
+        return None
+    except RuntimeError as exc:
+        # Celery's Redis result backend subscribes to the task's result channel before publishing
+        # and reports a lost connection as RuntimeError ("Retry limit exceeded ... result store");
+        # it reconnects on the next publish once Redis is back.
+        if not isinstance(exc.__cause__, redis.RedisError):
+            raise
+        log.warning("redis unavailable, %s not published now (its sweeper will): %s", task_name, exc)
+        return None
+    return task_id
+
 
 def publish_units(
-    task: Task,
-    units: Iterable[tuple[uuid.UUID, int, Any]],
-    args_of: Callable[[Any], list[Any]] = lambda payload: [payload],
+    task_name: str, units: Iterable[Unit], args_of: Callable[[Any], list[Any]] = lambda payload: [payload]
 ) -> int:
-    """One message per unit; a publish that fails leaves its unit pending for the sweeper.
+    """One message per run unit; a unit whose publish fails stays pending for the next run.
 
-    A unit's payload is the task's first argument (a batch of user ids) unless `args_of` says
-    how to spread it.
+    A unit's payload is the task's first argument (a batch of ids) unless `args_of` spreads it.
     """
     published = 0
-    for run_id, unit_no, payload in units:
-        try:
-            task.apply_async(args=args_of(payload), kwargs={"run_id": str(run_id), "unit_no": unit_no})
+    for unit in units:
+        kwargs = {"run_id": str(unit.run_id), "unit_no": unit.unit_no}
+        if publish(task_name, args=args_of(unit.payload), kwargs=kwargs) is not None:
             published += 1
-        except BrokerError as exc:
-            log.warning(
-                "broker unavailable, %s batch %s/%s left for republishing: %s",
-                task.name,
-                run_id,
-                unit_no,
-                exc,
-            )
     return published
+
+
+def publish_analysis_runs(messages: Iterable[RunMessage]) -> list[str | None]:
+    """`analysis.run` for each job, its task id recorded on the job; None where the broker was down
+    (the job stays pending and the sweeper publishes it)."""
+    task_ids = []
+    for message in messages:
+        task_id = publish(
+            "analysis.run", args=message.args, kwargs=message.kwargs, priority=message.celery_priority
+        )
+        if task_id is not None:
+            record_published(db_session(), message.job_id, task_id)
+        task_ids.append(task_id)
+    return task_ids

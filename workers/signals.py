@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import redis
+from celery import Task
 from celery.signals import before_task_publish, task_postrun, task_prerun, task_success, worker_process_init
 from flask import Flask
 
 from focus_app import logs
-from focus_app.services import metrics
+from focus_app.services.ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +24,7 @@ def connect(app: Flask) -> None:
 
     periodic = {entry["task"] for entry in app.extensions["celery"].conf.beat_schedule.values()}
 
-    def record_periodic_success(sender=None, **_kwargs: object) -> None:
+    def record_periodic_success(sender: Task | None = None, **_kwargs: object) -> None:
         """Feeds focus_periodic_task_last_success_timestamp_seconds; metrics never fail a task."""
         if sender is None or sender.name not in periodic:
             return
@@ -36,14 +38,14 @@ def connect(app: Flask) -> None:
 
 
 @before_task_publish.connect
-def stamp_sent_at(headers=None, **_kwargs: object) -> None:
+def stamp_sent_at(headers: dict[str, Any] | None = None, **_kwargs: object) -> None:
     """The queue-age metric reads this header from the oldest waiting message of each queue."""
     if headers is not None:
         headers[metrics.SENT_AT_HEADER] = time.time()
 
 
 @task_prerun.connect
-def bind_task(task_id=None, task=None, **_kwargs: object) -> None:
+def bind_task(task_id: str | None = None, task: Task | None = None, **_kwargs: object) -> None:
     """Every line a task logs names the task; services add job ids and user ids."""
     logs.clear()
     logs.bind(task_id=task_id, task_name=getattr(task, "name", None))

@@ -6,6 +6,7 @@ import importlib
 import logging
 import pkgutil
 from types import ModuleType
+from typing import Any
 
 import redis
 from flask import Flask, request
@@ -15,8 +16,8 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 from focus_app.api.base import reject_nul
-from focus_app.api.metrics import blueprint as metrics_blueprint
-from focus_app.services.errors import Conflict, DomainError, InvalidInput, NotFound
+from focus_app.api.ops.metrics import blueprint as metrics_blueprint
+from focus_app.services.jobkit.errors import Conflict, DomainError, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ API_PREFIX = "/api/v1"
 class FocusApi(Api):
     """Every error body carries a message, including the ones Werkzeug raises (404, 405, 413)."""
 
-    def handle_http_exception(self, error: HTTPException):
+    def handle_http_exception(self, error: HTTPException) -> tuple[dict[str, Any], int, Any]:
         payload, code, headers = super().handle_http_exception(error)
         if "message" not in payload:
             payload["message"] = "invalid input, see errors" if code == 422 else error.description
@@ -62,8 +63,11 @@ def register_api(app: Flask) -> Api:
 
 
 def _resource_modules() -> list[ModuleType]:
-    """Each module of this package that defines a blueprint `blp` is one API resource."""
-    modules = [importlib.import_module(f"{__name__}.{info.name}") for info in pkgutil.iter_modules(__path__)]
+    """Each module of this package (and of its family packages) that defines a blueprint `blp` is
+    one API resource."""
+    modules = [
+        importlib.import_module(info.name) for info in pkgutil.walk_packages(__path__, prefix=f"{__name__}.")
+    ]
     return [module for module in modules if hasattr(module, "blp")]
 
 
@@ -71,9 +75,9 @@ def _register_error_handlers(app: Flask, api: Api) -> None:
     status_by_error = {NotFound: 404, Conflict: 409, InvalidInput: 422}
 
     @app.errorhandler(DomainError)
-    def domain_error(error: DomainError):
+    def domain_error(error: DomainError) -> tuple[dict[str, Any], int]:
         status = next(code for cls, code in status_by_error.items() if isinstance(error, cls))
-        payload = {
+        payload: dict[str, Any] = {
             "code": status,
             "message": error.message,
             "status": {404: "Not Found", 409: "Conflict", 422: "Unprocessable Entity"}[status],
@@ -83,7 +87,7 @@ def _register_error_handlers(app: Flask, api: Api) -> None:
         return payload, status
 
     @app.errorhandler(OperationalError)
-    def database_unavailable(error: OperationalError):
+    def database_unavailable(error: OperationalError) -> tuple[dict[str, Any], int, Any]:
         log.error("database unavailable: %s", error.orig)
         return api.handle_http_exception(
             _with_message(ServiceUnavailable(), "database unavailable, try again shortly")
@@ -91,7 +95,7 @@ def _register_error_handlers(app: Flask, api: Api) -> None:
 
     @app.errorhandler(redis.RedisError)
     @app.errorhandler(BrokerError)
-    def redis_unavailable(error: Exception):
+    def redis_unavailable(error: Exception) -> tuple[dict[str, Any], int, Any]:
         # Only endpoints that truly need Redis get here (job state, task owners); writes degrade.
         log.error("redis unavailable: %s", error)
         return api.handle_http_exception(
@@ -99,7 +103,7 @@ def _register_error_handlers(app: Flask, api: Api) -> None:
         )
 
     @app.errorhandler(InternalServerError)
-    def internal_error(error: InternalServerError):
+    def internal_error(error: InternalServerError) -> tuple[dict[str, Any], int, Any]:
         original = getattr(error, "original_exception", None)
         if original is not None:
             log.exception("unhandled error", exc_info=original)
@@ -109,5 +113,5 @@ def _register_error_handlers(app: Flask, api: Api) -> None:
 
 
 def _with_message(error: HTTPException, message: str) -> HTTPException:
-    error.data = {"message": message}
+    error.data = {"message": message}  # type: ignore[attr-defined]  # read by flask-smorest
     return error

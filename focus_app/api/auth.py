@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import hmac
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jwt
@@ -14,9 +15,10 @@ from flask_smorest import abort
 
 from focus_app import logs
 from focus_app.extensions import db_session, settings
-from focus_app.services.focus_sessions import ensure_user
+from focus_app.services.focus.users import ensure_user
 
 MAX_USER_ID_LENGTH = 128
+View = TypeVar("View", bound=Callable[..., Any])
 TOKEN_CACHE_SIZE = 10_000
 
 
@@ -44,14 +46,15 @@ def require_user() -> None:
     g.user_id = user_id
     g.token_claims = claims
     logs.bind(user_id=user_id)
-    if not getattr(current_app.view_functions.get(request.endpoint), "handles_user_row", False):
+    view = current_app.view_functions.get(request.endpoint or "")
+    if not getattr(view, "handles_user_row", False):
         ensure_user(db_session(), user_id, new_user_timezone())
 
 
-def handles_user_row(view):
+def handles_user_row(view: View) -> View:
     """For a view that creates the caller's user row in its own statement (or needs none): the
     hook then skips its read of the users table, one round trip less on the busiest endpoints."""
-    view.handles_user_row = True
+    view.handles_user_row = True  # type: ignore[attr-defined]
     return view
 
 

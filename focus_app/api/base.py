@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import typing
 from collections.abc import Iterator, Mapping
-from datetime import UTC
+from datetime import UTC, datetime
 
 import flask
 import flask_smorest
@@ -15,6 +15,9 @@ import marshmallow as ma
 from webargs.flaskparser import FlaskParser, abort
 
 NUL_MESSAGE = "must not contain NUL characters"
+
+# A view's loaded body or query arguments, as its schema produced them.
+Args = dict[str, typing.Any]
 
 
 def nul_fields(data: object, path: str = "") -> Iterator[str]:
@@ -44,7 +47,9 @@ def reject_nul(location: str, data: object) -> None:
 class JsonErrorParser(FlaskParser):
     DEFAULT_VALIDATION_STATUS = 422
 
-    def pre_load(self, location_data, *, schema, req, location):
+    def pre_load(
+        self, location_data: typing.Any, *, schema: ma.Schema, req: flask.Request, location: str
+    ) -> typing.Any:
         reject_nul(location, location_data)
         return location_data
 
@@ -61,7 +66,9 @@ class JsonErrorParser(FlaskParser):
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = JsonErrorParser()
 
-    def arguments(self, schema, *args, **kwargs):
+    def arguments(
+        self, schema: ma.Schema | type[ma.Schema], *args: typing.Any, **kwargs: typing.Any
+    ) -> typing.Any:
         """One schema instance per endpoint: given a class, webargs would build one per request."""
         if isinstance(schema, type):
             schema = schema()
@@ -71,7 +78,9 @@ class Blueprint(flask_smorest.Blueprint):
 class UtcDateTime(ma.fields.AwareDateTime):
     """An aware datetime handed on in UTC: PostgreSQL refuses offsets beyond +-15:59 that ISO allows."""
 
-    def _deserialize(self, value, attr, data, **kwargs):
+    def _deserialize(
+        self, value: typing.Any, attr: str | None, data: typing.Any, **kwargs: typing.Any
+    ) -> datetime:
         moment = super()._deserialize(value, attr, data, **kwargs)
         try:
             return moment.astimezone(UTC)

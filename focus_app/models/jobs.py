@@ -1,4 +1,4 @@
-"""Execution history shared by every periodic or manual job (DESIGN: `job_runs`)."""
+"""Execution history of every periodic or manual job (`job_runs`, its units) and their switches."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -82,3 +83,13 @@ class JobRunUnit(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_at_column()
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class JobSetting(Base):
+    """Run-time switch of a periodic job (seed 003's `enabled`); no row means enabled."""
+
+    __tablename__ = "job_settings"
+
+    job_name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    updated_at: Mapped[datetime] = created_at_column()

@@ -18,12 +18,12 @@ web = Blueprint(
 
 
 @web.get("/dashboard")
-def dashboard():
+def dashboard() -> str:
     return render_template("dashboard.html")
 
 
 @web.get("/ops")
-def operations():
+def operations() -> str:
     return render_template("ops.html", flower_url=settings().flower_url)
 
 

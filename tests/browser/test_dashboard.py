@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from focus_app.api.auth import issue_token
-from focus_app.services import intelligence, profiles
+from focus_app.services.focus import profiles
+from focus_app.services.intelligence import job as weekly_job
+from focus_app.services.intelligence import weeks
 from tests.browser.conftest import offline_page
 from tests.conftest import TEST_SECRET
 from tests.integration.factories import make_session, make_user
@@ -50,8 +52,8 @@ def seeded(db, app):
         make_session(db, "alice", start, 30 + n, score=4, completed=n % 4 != 0)
     profiles.compute_profiles(db, ["alice"], min_sessions=3)
     db.commit()
-    week = intelligence.week_just_ended(now, "UTC")
-    intelligence.generate_batch(db, app.extensions["redis"], ["alice"], week_of=week)
+    week = weeks.week_just_ended(now, "UTC")
+    weekly_job.generate_batch(db, app.extensions["redis"], ["alice"], week_of=week)
     return "alice"
 
 

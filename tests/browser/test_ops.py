@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from beat_schedule import build_beat_schedule
 from focus_app.models.analysis import AnalysisJob
-from focus_app.services import intelligence
+from focus_app.services.intelligence import retry_queue
 from tests.browser.conftest import offline_page
 from tests.browser.test_dashboard import COLOURED_PIXELS, PHONE
 from tests.conftest import TEST_ADMIN_KEY
@@ -48,8 +48,8 @@ def seeded(db):
         )
     make_run(db, "maintenance.consolidate_profiles", "success", started=now - timedelta(minutes=30))
     make_user(db, "bob")
-    intelligence.enqueue_retries(
-        db, {"bob": "unknown timezone 'Mars/Olympus'"}, date(2026, 1, 5), intelligence.RetryPolicy()
+    retry_queue.enqueue_retries(
+        db, {"bob": "unknown timezone 'Mars/Olympus'"}, date(2026, 1, 5), retry_queue.RetryPolicy()
     )
     db.commit()
     make_user(db, "alice")

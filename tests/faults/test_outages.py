@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from focus_app.api import dispatch
 from focus_app.models import JobRun, UserFocusProfile
 from focus_app.models.analysis import AnalysisJob, ProfileInterpretation
 from tests.conftest import TEST_ADMIN_KEY
 from tests.faults.harness import figure, wait_for
 from tests.integration.factories import make_session, make_user
+from workers import publish
 
 pytestmark = pytest.mark.faults
 
@@ -103,7 +103,7 @@ def test_redis_stopped_while_the_api_takes_writes(faults, auth_headers):
     assert db.scalar(select(func.count()).select_from(ProfileInterpretation)) == len(USERS)
     # The API publishes again (its result-channel subscription reconnected by itself).
     with faults.app.test_request_context():
-        task_id = dispatch.enqueue("focus.update_profiles", kwargs={"user_ids": USERS}, owner=USERS[0])
+        task_id = publish.publish("focus.update_profiles", kwargs={"user_ids": USERS}, owner=USERS[0])
     assert task_id is not None
     polled = wait_for(
         lambda: (

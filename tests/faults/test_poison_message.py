@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from focus_app.models.parked import ParkedTask
+from focus_app.models.ops import ParkedTask
 from tests.faults.harness import wait_for
 from tests.faults.poison_tasks import CURED_KEY
 

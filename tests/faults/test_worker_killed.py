@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text
 from focus_app.models import JobRun, JobRunUnit, UserFocusProfile
 from focus_app.models.analysis import AnalysisJob, ProfileInterpretation
 from focus_app.models.intelligence import WeeklyBrief
-from focus_app.services.intelligence import week_just_ended
+from focus_app.services.intelligence.weeks import week_just_ended
 from tests.faults.harness import figure, wait_for
 from tests.integration.factories import make_session, make_user
 

@@ -9,8 +9,11 @@ from sqlalchemy.orm import Session
 
 from focus_app.models import FocusSession, JobRun, Task, User
 from focus_app.models.analysis import ChatMessage
-from focus_app.services import analysis, job_runs
-from focus_app.services.llm import LLMError
+from focus_app.services.analysis import jobs as analysis_jobs
+from focus_app.services.analysis import run as analysis_run
+from focus_app.services.analysis import triggers
+from focus_app.services.jobkit import runs
+from focus_app.services.jobkit.llm import LLMError
 
 
 def make_user(db: Session, user_id: str, timezone: str = "UTC") -> str:
@@ -80,11 +83,11 @@ def make_run(
     error: str | None = None,
 ) -> object:
     """A finished job_runs row written by the job-run service, moved to `started` (a past time)."""
-    run = job_runs.start_run(db, job_name, trigger).run
+    run = runs.start_run(db, job_name, trigger).run
     run.succeeded, run.failed, run.error = succeeded, failed, error
     db.flush()
     if status != "running":
-        job_runs.finish_run(db, run, status=status)
+        runs.finish_run(db, run, status=status)
     db.execute(
         update(JobRun)
         .where(JobRun.id == run.id)
@@ -107,7 +110,7 @@ class _BrokenProvider:
 def make_failed_analysis_job(db: Session, user_id: str, context_type: str = "work") -> object:
     """A dead-lettered analysis job: enough chat messages, then through the analysis service a
     manual request and a run whose provider refuses."""
-    rules = analysis.Rules()
+    rules = analysis_jobs.Rules()
     db.execute(
         insert(ChatMessage),
         [
@@ -116,7 +119,7 @@ def make_failed_analysis_job(db: Session, user_id: str, context_type: str = "wor
         ],
     )
     db.commit()
-    job = analysis.request_analysis(db, user_id, context_type, "manual", rules).job
-    outcome = analysis.run_job(db, job.id, _BrokenProvider(), rules)
+    job = triggers.request_analysis(db, user_id, context_type, "manual", rules).job
+    outcome = analysis_run.run_job(db, job.id, _BrokenProvider(), rules)
     assert outcome.status == "failed", outcome
     return job.id

@@ -13,9 +13,12 @@ from sqlalchemy import func, select, text
 
 from focus_app.models import User, UserFocusProfile
 from focus_app.models.analysis import AnalysisJob, ProfileInterpretation
+from focus_app.models.attributes import ProfileAttribute, ProfileEntity
 from focus_app.models.intelligence import JobRetryQueue, UserPreference, WeeklyBrief
-from focus_app.models.maintenance import ProfileAttribute, ProfileEntity
-from focus_app.services import account, analysis, cache
+from focus_app.services.account import deletion
+from focus_app.services.analysis import jobs as analysis_jobs
+from focus_app.services.analysis import triggers
+from focus_app.services.jobkit import keys
 from tests.integration.conftest import wait_for
 from tests.integration.factories import make_session, make_user
 
@@ -38,7 +41,7 @@ def peak_hours(db, user_id: str):
 def rows_of(db, user_id: str) -> dict[str, int]:
     """How many rows each table holds for the user (every table with a user_id column, and users)."""
     db.rollback()
-    linked, unlinked = account.user_tables()
+    linked, unlinked = deletion.user_tables()
     counts = {
         table.name: db.scalar(select(func.count()).select_from(table).where(table.c.user_id == user_id))
         for table in linked + unlinked
@@ -110,7 +113,7 @@ def test_timezone_change_recomputes_the_profile_in_the_new_zone(client, auth, db
     db.rollback()
     user = db.get(User, "alice")
     assert user.sessions_version == version + 1 and user.profiled_version == version
-    assert int(redis_conn.get(cache.update_flag_key("alice"))) == version + 1
+    assert int(redis_conn.get(keys.update_flag("alice"))) == version + 1
     # The same timezone again changes nothing.
     client.patch("/api/v1/me", json={"timezone": "Asia/Tokyo"}, headers=auth("alice"))
     db.rollback()
@@ -245,7 +248,7 @@ def test_delete_removes_every_row_and_key_of_the_caller_only(client, auth, db, r
     for user in ("alice", "bob"):
         assert client.get("/api/v1/focus-sessions/profile", headers=auth(user)).json["status"] == "ready"
         assert client.get("/api/v1/intelligence/briefs/latest", headers=auth(user)).status_code == 200
-    redis_conn.set(cache.update_flag_key("alice"), 1, ex=60)
+    redis_conn.set(keys.update_flag("alice"), 1, ex=60)
     before = rows_of(db, "alice")
     assert {
         "focus_sessions",
@@ -283,7 +286,7 @@ def test_jobs_queued_before_a_deletion_skip_the_deleted_user(client, auth, db, c
         client.post(
             "/api/v1/chat/messages", json={"context_type": "study", "content": f"m{n}"}, headers=auth("alice")
         )
-    job = analysis.request_analysis(db, "alice", "notes", "manual", analysis.Rules()).job
+    job = triggers.request_analysis(db, "alice", "notes", "manual", analysis_jobs.Rules()).job
     db.commit()
     # Queued now, delivered after the deletion below (countdown), through the real worker.
     later = {"countdown": 2}
@@ -291,8 +294,8 @@ def test_jobs_queued_before_a_deletion_skip_the_deleted_user(client, auth, db, c
     brief = celery_app.send_task(
         "intelligence.generate", kwargs={"user_ids": ["alice"], "week_of": WEEK}, **later
     )
-    # Published as every publisher does (analysis.run_message: the job id and its user).
-    message = analysis.run_message(job)
+    # Published as every publisher does (analysis_jobs.run_message: the job id and its user).
+    message = analysis_jobs.run_message(job)
     run = celery_app.send_task(
         "analysis.run", args=message.args, kwargs=message.kwargs, ignore_result=False, **later
     )
@@ -324,9 +327,9 @@ def test_a_deleted_users_analysis_job_is_skipped_even_after_the_token_recreates_
     """The still-valid token re-creates an empty user row on its next use; the row is newer than
     the job's message, so the job still ends as skipped."""
     make_user(db, "alice")
-    job = analysis.request_analysis(db, "alice", "notes", "manual", analysis.Rules()).job
+    job = triggers.request_analysis(db, "alice", "notes", "manual", analysis_jobs.Rules()).job
     db.commit()
-    message = analysis.run_message(job)
+    message = analysis_jobs.run_message(job)
     run = celery_app.send_task(
         "analysis.run", args=message.args, kwargs=message.kwargs, ignore_result=False, countdown=2
     )

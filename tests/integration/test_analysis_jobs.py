@@ -13,13 +13,14 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from focus_app.models.analysis import AnalysisJob, ChatMessage, ProfileInterpretation
-from focus_app.services import analysis
-from focus_app.services.focus_sessions import ensure_user
+from focus_app.services.analysis import jobs as analysis_jobs
+from focus_app.services.analysis import triggers
+from focus_app.services.focus.users import ensure_user
 from tests.conftest import TEST_ADMIN_KEY
 from tests.integration.conftest import wait_for
 from tests.integration.factories import make_user
 from tests.integration.llm_stub import LLMStub
-from workers.tasks.analysis import publish_jobs
+from workers.publish import publish_analysis_runs
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -233,7 +234,7 @@ def test_manual_refresh_rate_limit_and_open_job(client, auth, db):
     assert accepted.status_code == 202
     assert (accepted.json["status"], accepted.json["job"]["priority"]) == ("enqueued", "high")
 
-    open_job = analysis.request_analysis(db, "manual", "family", "chat", analysis.Rules())
+    open_job = triggers.request_analysis(db, "manual", "family", "chat", analysis_jobs.Rules())
     again = client.post("/api/v1/profile/analyze", json={"context_type": "family"}, headers=headers)
     assert again.status_code == 200 and again.json["job"]["id"] == str(open_job.job.id)
 
@@ -306,11 +307,11 @@ def test_high_priority_runs_before_medium_and_low(db, llm, worker, publish):
         make_user(db, user)
         add_messages(db, user, "work", WORK_MESSAGES + [f"marker {user}"])
     for user in users[:busy_threads]:
-        publish(analysis.request_analysis(db, user, "work", "manual", analysis.Rules()))
+        publish(triggers.request_analysis(db, user, "work", "manual", analysis_jobs.Rules()))
     wait_for(lambda: len(llm.requests) == busy_threads)
 
     for user, source in (("low", "chat"), ("medium", "view"), ("high", "manual")):
-        publish(analysis.request_analysis(db, user, "work", source, analysis.Rules()))
+        publish(triggers.request_analysis(db, user, "work", source, analysis_jobs.Rules()))
     for n in range(3):
         llm.release()  # frees one worker thread, which takes the most urgent waiting job
         wait_for(lambda n=n: len(llm.requests) == busy_threads + n + 1)
@@ -329,7 +330,7 @@ def publish(app):
 
     def send(decision):
         with app.app_context():
-            publish_jobs([analysis.run_message(decision.job)])
+            publish_analysis_runs([analysis_jobs.run_message(decision.job)])
 
     return send
 
@@ -401,7 +402,7 @@ def test_anthropic_messages_api_shape(db, settings_with, llm, publish):
     settings_with(llm_provider="anthropic", llm_api_key="sk-test", llm_base_url=llm.url)
     make_user(db, "claude")
     add_messages(db, "claude", "work", WORK_MESSAGES)
-    publish(analysis.request_analysis(db, "claude", "work", "manual", analysis.Rules()))
+    publish(triggers.request_analysis(db, "claude", "work", "manual", analysis_jobs.Rules()))
     [job] = jobs(db, "claude")
     job = wait_status(db, job.id, "completed")
     assert (job.tokens_in, job.tokens_out) == (1500, 500)
@@ -465,8 +466,8 @@ def test_stuck_jobs_are_requeued_or_failed(db, celery_app):
 def test_lost_messages_are_published_again(db, celery_app):
     make_user(db, "forgotten")
     # PostgreSQL has the job, the broker does not (Redis flushed, or down when it was enqueued).
-    lost = analysis.request_analysis(db, "forgotten", "work", "chat", analysis.Rules()).job
-    recent = analysis.request_analysis(db, "forgotten", "fresh", "chat", analysis.Rules()).job
+    lost = triggers.request_analysis(db, "forgotten", "work", "chat", analysis_jobs.Rules()).job
+    recent = triggers.request_analysis(db, "forgotten", "fresh", "chat", analysis_jobs.Rules()).job
     db.execute(
         update(AnalysisJob)
         .where(AnalysisJob.id == lost.id)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import insert, text
 
 from focus_app.models.intelligence import WeeklyBrief
-from focus_app.services import task_tracking
+from focus_app.services.ops import task_owners
 from tests.conftest import TEST_ADMIN_KEY, TEST_SECRET
 from tests.integration.openapi_ops import operations, select
 
@@ -147,7 +147,7 @@ def _alice_brief(client, db, redis_conn, headers):
 
 
 def _alice_task(client, db, redis_conn, headers):
-    task_tracking.record_owner(redis_conn, "task-of-alice", "alice", 60)
+    task_owners.record_owner(redis_conn, "task-of-alice", "alice", 60)
     return {"task_id": "task-of-alice"}
 
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 
 from focus_app import create_app
-from focus_app.api import dispatch
 from tests.conftest import TEST_ADMIN_KEY, make_settings
 from tests.integration.conftest import wait_for
 from tests.integration.factories import make_session, make_user
+from workers import publish
 
 DEAD_DATABASE = "postgresql://postgres@127.0.0.1:1/nowhere"
 
@@ -47,7 +47,7 @@ def test_a_caller_polls_the_tasks_they_started_and_only_those(app, client, auth,
     for day in range(3):
         make_session(db, "poller", datetime(2026, 1, 5 + day, 9, tzinfo=UTC), 25)
     with app.test_request_context():
-        task_id = dispatch.enqueue("focus.update_profiles", kwargs={"user_ids": ["poller"]}, owner="poller")
+        task_id = publish.publish("focus.update_profiles", kwargs={"user_ids": ["poller"]}, owner="poller")
 
     def state():
         body = client.get(f"/api/v1/jobs/{task_id}", headers=auth("poller")).json

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text, update
 
 from focus_app.models import JobRun
 from focus_app.models.intelligence import JobRetryQueue, UserPreference, WeeklyBrief
-from focus_app.services import intelligence
+from focus_app.services.intelligence import weeks
 from tests.conftest import TEST_ADMIN_KEY
 from tests.integration.conftest import wait_for
 from tests.integration.factories import make_session, make_user
@@ -131,7 +131,7 @@ def test_two_concurrent_triggers_run_the_week_once(client, celery_app, db):
 
 def test_beat_outside_monday_two_oclock_does_nothing(celery_app, db):
     now = datetime.now(UTC)
-    if intelligence.beat_window_open(now, "UTC", 3600):
+    if weeks.beat_window_open(now, "UTC", 3600):
         pytest.skip("the test runs inside the real beat window")
     assert run_weekly(celery_app, trigger="beat")["status"] == "skipped"
     assert db.scalar(select(func.count()).select_from(JobRun)) == 0

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from beat_schedule import build_beat_schedule
-from focus_app.services import intelligence
+from focus_app.services.intelligence import job as weekly_job
 from tests.conftest import TEST_ADMIN_KEY, make_settings
 
 ADMIN = {"X-API-Key": TEST_ADMIN_KEY}
@@ -41,9 +41,7 @@ def test_a_disabled_periodic_task_records_a_skipped_run(client, celery_app, job_
 def test_the_weekly_job_honours_its_switch(client, db):
     disable(client, "intelligence.weekly")
 
-    plan = intelligence.plan_weekly(
-        db, trigger="beat", task_id=None, week_of=date(2026, 11, 16), batch_size=10
-    )
+    plan = weekly_job.plan_weekly(db, trigger="beat", task_id=None, week_of=date(2026, 11, 16), batch_size=10)
 
     assert plan.run_id is None and plan.summary["reason"] == "job disabled"
     runs = client.get("/api/v1/admin/job-runs?job=intelligence.weekly", headers=ADMIN).json

@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import insert, select, text
 
 from focus_app.models import JobRun
-from focus_app.models.maintenance import ProfileAttribute, ProfileEntity
-from focus_app.services import profile_maintenance
+from focus_app.models.attributes import ProfileAttribute, ProfileEntity
+from focus_app.services.attributes import job as maintenance_job
+from focus_app.services.attributes import store
 from tests.conftest import TEST_ADMIN_KEY
 from tests.integration.conftest import wait_for
 
@@ -43,7 +44,7 @@ CONSOLIDATED = {
 def seed_attributes(db, entity_id, rows=MESSY, entity_type="user"):
     """Attributes stated over several days, written the way a service writes them (version bumped)."""
     for category, key, value, days in rows:
-        profile_maintenance._bump_version(db, entity_id, entity_type)
+        store._bump_version(db, entity_id, entity_type)
         db.execute(
             insert(ProfileAttribute).values(
                 entity_id=entity_id,
@@ -250,7 +251,7 @@ def test_periodic_dry_run_counts_but_changes_nothing(db, celery_app):
     assert summary["dry_run"] and (run.status, run.succeeded) == ("success", 1)
     assert attributes(db, "alice") == before
     db.rollback()
-    assert profile_maintenance.discover(db) == [("alice", "user")]
+    assert maintenance_job.discover(db) == [("alice", "user")]
 
 
 # --- atomicity -------------------------------------------------------------------------------
@@ -289,7 +290,7 @@ def test_failure_mid_replace_leaves_the_old_attributes_intact(db, celery_app, fa
     assert "injected failure mid-replace" in run.error and "user:alice" in run.error
     assert attributes(db, "alice") == before
     db.rollback()
-    assert profile_maintenance.discover(db) == [("alice", "user")]  # still due for the next run
+    assert maintenance_job.discover(db) == [("alice", "user")]  # still due for the next run
 
     with pytest.raises(Exception, match="injected failure"):
         consolidate_one(celery_app, "alice").get(timeout=60)
@@ -463,7 +464,7 @@ def test_malformed_model_output_changes_nothing_and_records_the_error(
     plan = client.post("/api/v1/profile/attributes/consolidate", json={}, headers=auth("alice")).json
     assert plan["changed"] is False and "malformed model output" in plan["error"]
 
-    with pytest.raises(profile_maintenance.ConsolidationFailed):
+    with pytest.raises(maintenance_job.ConsolidationFailed):
         consolidate_one(celery_app, "alice").get(timeout=60)
     standalone = db.scalars(select(JobRun).where(JobRun.job_name == "maintenance.consolidate_profile")).one()
     assert standalone.status == "failed" and "malformed model output" in standalone.error

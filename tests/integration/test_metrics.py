@@ -12,10 +12,11 @@ from sqlalchemy import func, insert
 from focus_app.models import JobRun
 from focus_app.models.analysis import AnalysisJob
 from focus_app.models.intelligence import JobRetryQueue
-from focus_app.services import metrics
+from focus_app.services.ops import metrics
 from tests.conftest import TEST_ADMIN_KEY
 from tests.integration.conftest import wait_for
 from tests.integration.factories import make_user
+from workers.celery_app import broker_layout
 
 PROBE_QUEUE = "observe-probe"
 ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_KEY}"}
@@ -43,7 +44,7 @@ def test_metrics_need_the_admin_key(client):
 @pytest.fixture
 def probe_queue(redis_conn):
     yield PROBE_QUEUE
-    redis_conn.delete(*metrics.priority_lists(PROBE_QUEUE))
+    redis_conn.delete(*broker_layout([PROBE_QUEUE]).queue_lists[PROBE_QUEUE])
 
 
 def test_queue_depth_counts_every_priority_list_and_age_comes_from_the_publish_stamp(
@@ -54,11 +55,11 @@ def test_queue_depth_counts_every_priority_list_and_age_comes_from_the_publish_s
         celery_app.send_task("analysis.run", args=["x"], queue=probe_queue, priority=priority)
     after = time.time()
 
-    (state,) = metrics.queue_states(redis_conn, [probe_queue], now=after + 100).values()
+    (state,) = metrics.queue_states(redis_conn, broker_layout([probe_queue]), now=after + 100).values()
 
     assert state.depth == 4
     assert after + 100 - after <= state.oldest_age_seconds <= after + 100 - before
-    empty = metrics.queue_states(redis_conn, ["observe-empty"], now=after)["observe-empty"]
+    empty = metrics.queue_states(redis_conn, broker_layout(["observe-empty"]), now=after)["observe-empty"]
     assert (empty.depth, empty.oldest_age_seconds) == (0, 0.0)
 
 

@@ -11,7 +11,11 @@ from sqlalchemy import select, update
 from beat_schedule import build_beat_schedule
 from focus_app.models.analysis import AnalysisJob
 from focus_app.models.intelligence import JobRetryQueue
-from focus_app.services import analysis, intelligence, job_switches, metrics
+from focus_app.services.analysis import jobs as analysis_jobs
+from focus_app.services.analysis import triggers
+from focus_app.services.intelligence import retry_queue
+from focus_app.services.jobkit import switches
+from focus_app.services.ops import metrics
 from tests.conftest import TEST_ADMIN_KEY
 from tests.integration.conftest import wait_for
 from tests.integration.factories import make_failed_analysis_job, make_run, make_user
@@ -128,7 +132,7 @@ def test_jobs_without_run_rows_use_the_success_stamp_and_crontabs_their_next_slo
 
 
 def test_a_disabled_job_shows_its_switch(client, db):
-    job_switches.set_enabled(db, "intelligence.retry_failed", False)
+    switches.set_enabled(db, "intelligence.retry_failed", False, {"intelligence.retry_failed"})
     db.commit()
 
     answer = overview(client)
@@ -143,7 +147,7 @@ def test_a_disabled_job_shows_its_switch(client, db):
 def queue_users(db, reasons: dict[str, str]) -> None:
     for user_id in reasons:
         make_user(db, user_id)
-    intelligence.enqueue_retries(db, reasons, WEEK, intelligence.RetryPolicy(delay_seconds=3600))
+    retry_queue.enqueue_retries(db, reasons, WEEK, retry_queue.RetryPolicy(delay_seconds=3600))
     db.commit()
 
 
@@ -228,7 +232,7 @@ def test_replay_of_an_unknown_job_is_404(client):
 
 def test_replay_of_a_job_that_is_not_failed_is_409_and_changes_nothing(client, db):
     make_user(db, "alice")
-    job = analysis.request_analysis(db, "alice", "work", "manual", analysis.Rules()).job
+    job = triggers.request_analysis(db, "alice", "work", "manual", analysis_jobs.Rules()).job
     db.commit()
 
     response = client.post(f"/api/v1/admin/analysis-jobs/{job.id}/replay", headers=ADMIN)
@@ -242,7 +246,7 @@ def test_replay_of_a_job_that_is_not_failed_is_409_and_changes_nothing(client, d
 def test_replay_is_409_while_the_same_user_and_context_have_an_open_job(client, db):
     make_user(db, "alice")
     failed = make_failed_analysis_job(db, "alice")
-    analysis.request_analysis(db, "alice", "work", "manual", analysis.Rules(rate_limit_seconds=1))
+    triggers.request_analysis(db, "alice", "work", "manual", analysis_jobs.Rules(rate_limit_seconds=1))
     db.commit()
 
     response = client.post(f"/api/v1/admin/analysis-jobs/{failed}/replay", headers=ADMIN)

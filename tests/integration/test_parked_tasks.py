@@ -8,24 +8,25 @@ import pytest
 from sqlalchemy import func, select
 
 from focus_app.models import JobRun
-from focus_app.models.parked import ParkedTask
-from focus_app.services import parked_tasks
+from focus_app.models.ops import ParkedTask
+from focus_app.services.jobkit import keys
+from focus_app.services.ops import parked
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 
 def test_each_attempt_of_a_message_has_its_own_delivery_count(redis_conn):
-    assert [parked_tasks.count_delivery(redis_conn, "t-1", 0) for _ in range(3)] == [1, 2, 3]
-    assert parked_tasks.count_delivery(redis_conn, "t-1", 1) == 1
-    assert 0 < redis_conn.ttl(parked_tasks.delivery_key("t-1", 0)) <= parked_tasks.DELIVERY_COUNT_TTL_SECONDS
+    assert [parked.count_delivery(redis_conn, "t-1", 0) for _ in range(3)] == [1, 2, 3]
+    assert parked.count_delivery(redis_conn, "t-1", 1) == 1
+    assert 0 < redis_conn.ttl(keys.deliveries("t-1", 0)) <= keys.DELIVERY_COUNT_TTL_SECONDS
 
 
 def test_a_message_past_the_limit_is_parked_instead_of_run(app, celery_app, db, redis_conn):
     limit = app.extensions["settings"].task_max_deliveries
     task_id = str(uuid.uuid4())
     # As if its worker had died `limit` times while running it.
-    redis_conn.set(parked_tasks.delivery_key(task_id, 0), limit, ex=60)
+    redis_conn.set(keys.deliveries(task_id, 0), limit, ex=60)
 
     celery_app.send_task("focus.update_profiles", kwargs={"user_ids": ["alice"]}, task_id=task_id)
 

@@ -13,7 +13,8 @@ import redis
 from sqlalchemy import select, text, update
 
 from focus_app.models import JobRun, JobRunUnit, User, UserFocusProfile
-from focus_app.services import cache, profile_updates, profiles
+from focus_app.services.focus import flags, profile_job, profiles
+from focus_app.services.jobkit import keys
 from tests.conftest import ROOT, TEST_ADMIN_KEY, TEST_SECRET
 from tests.integration.conftest import wait_for
 from tests.integration.factories import make_session, make_user
@@ -71,7 +72,7 @@ def test_flags_and_database_rule_both_find_users_and_flags_are_cleared(celery_ap
     flagged = user_with_sessions(db, "flagged", 3)
     db.execute(update(User).where(User.id == flagged).values(profiled_version=User.sessions_version))
     db.commit()
-    redis_conn.set(cache.update_flag_key(flagged), 3)
+    redis_conn.set(keys.update_flag(flagged), 3)
     from_database = user_with_sessions(db, "unflagged", 4)
     too_few = user_with_sessions(db, "newcomer", 2)
 
@@ -83,9 +84,9 @@ def test_flags_and_database_rule_both_find_users_and_flags_are_cleared(celery_ap
     computed = set(db.scalars(select(UserFocusProfile.user_id)))
     assert computed == {flagged, from_database}
     assert too_few not in computed
-    assert list(redis_conn.scan_iter(match=f"{cache.UPDATE_FLAG_PREFIX}*")) == []
+    assert list(redis_conn.scan_iter(match=f"{keys.UPDATE_FLAG_PREFIX}*")) == []
     # Processed users, skipped ones included, are not rediscovered until their sessions change.
-    assert profile_updates.discover_users(db, redis_conn)[0] == []
+    assert profile_job.discover_users(db, redis_conn)[0] == []
 
 
 def test_a_session_ending_during_computation_keeps_its_flag(client, auth, db, redis_conn, celery_app):
@@ -100,16 +101,16 @@ def test_a_session_ending_during_computation_keeps_its_flag(client, auth, db, re
     # ... a fourth session ends before the batch clears its flags ...
     sid = client.post("/api/v1/focus-sessions/start", json={}, headers=headers).json["id"]
     client.post(f"/api/v1/focus-sessions/{sid}/end", json={"was_completed": False}, headers=headers)
-    cache.clear_flags_and_cache(redis_conn, outcome.versions)
+    flags.clear_flags_and_cache(redis_conn, outcome.versions)
 
     # ... so the newer flag survives and the next run counts the fourth session.
-    assert redis_conn.get(cache.update_flag_key("racer")) == b"4"
+    assert redis_conn.get(keys.update_flag("racer")) == b"4"
     run = wait_for_run(db, run_job(celery_app)["run_id"])
     assert run.succeeded == 1
     profile = client.get("/api/v1/focus-sessions/profile", headers=headers).json["profile"]
     assert profile["total_sessions_count"] == 4
     assert profile["completed_sessions_count"] == 3
-    assert redis_conn.get(cache.update_flag_key("racer")) is None
+    assert redis_conn.get(keys.update_flag("racer")) is None
 
 
 def test_running_twice_gives_the_same_rows(celery_app, db):
@@ -189,14 +190,14 @@ def test_redis_down_the_job_still_runs_from_postgresql(db, caplog):
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
 
     with caplog.at_level(logging.WARNING, logger="focus_profile_update"):
-        plan = profile_updates.plan_update(db, dead, trigger="manual", task_id=None, batch_size=10)
-    ((run_id, unit_no, batch),) = plan.units
-    result = profile_updates.compute_batch(db, dead, batch, min_sessions=3, run_id=run_id, unit_no=unit_no)
+        plan = profile_job.plan_update(db, dead, trigger="manual", task_id=None, batch_size=10)
+    (unit,) = plan.units
+    result = profile_job.compute_batch(db, dead, unit.payload, min_sessions=3, unit=unit)
 
     assert plan.summary["sources"]["redis"] == "unavailable"
     assert "redis unavailable" in caplog.text
     assert result == {"status": "done", "computed": 1, "skipped": 0}
-    assert db.get(JobRun, run_id).status == "success"
+    assert db.get(JobRun, unit.run_id).status == "success"
 
 
 def test_bad_arguments_fail_the_task_with_a_reason_and_the_worker_lives_on(celery_app, db):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 
 from focus_app.models import UserFocusProfile
-from focus_app.services import profiles
+from focus_app.services.focus import profiles
 from tests.integration.factories import make_session, make_task, make_user
 
 UTC = UTC

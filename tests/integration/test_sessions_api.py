@@ -8,7 +8,8 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from focus_app.services import cache, profiles
+from focus_app.services.focus import profiles
+from focus_app.services.jobkit import keys
 from tests.integration.factories import make_session, make_user
 
 API = "/api/v1"
@@ -66,7 +67,7 @@ def test_a_full_session_lifecycle(client, auth, redis_conn, db):
     assert body["focus_quality"] == {"noise": "low", "energy": 4}
     assert client.get(f"{API}/focus-sessions/active", headers=headers).json == {"session": None}
     # Ending flags the user for a profile update with their new sessions version.
-    assert redis_conn.get(cache.update_flag_key("alice")) == b"1"
+    assert redis_conn.get(keys.update_flag("alice")) == b"1"
 
     again = end(client, headers, started.json["id"])
     assert again.status_code == 409
@@ -109,7 +110,7 @@ def test_delete_flags_the_user_and_a_second_delete_is_404(client, auth, redis_co
     end(client, headers, session_id)
 
     assert client.delete(f"{API}/focus-sessions/{session_id}", headers=headers).status_code == 204
-    assert redis_conn.get(cache.update_flag_key("dora")) == b"2"
+    assert redis_conn.get(keys.update_flag("dora")) == b"2"
     assert client.delete(f"{API}/focus-sessions/{session_id}", headers=headers).status_code == 404
 
 
@@ -261,7 +262,7 @@ def test_profile_is_served_from_the_cache_until_recomputed(client, auth, db, red
     profiles.compute_profiles(db, ["lee"], min_sessions=3)
     db.commit()
     assert client.get(f"{API}/focus-sessions/profile", headers=headers).json["status"] == "ready"
-    ttl = redis_conn.ttl(cache.profile_cache_key("lee"))
+    ttl = redis_conn.ttl(keys.profile_cache("lee"))
     assert 3500 < ttl <= 3600
 
     db.execute(text("UPDATE user_focus_profiles SET avg_focus_duration_minutes = 99"))
@@ -269,7 +270,7 @@ def test_profile_is_served_from_the_cache_until_recomputed(client, auth, db, red
     cached = client.get(f"{API}/focus-sessions/profile", headers=headers).json
     assert cached["profile"]["avg_focus_duration_minutes"] == 20  # the cached copy
 
-    redis_conn.delete(cache.profile_cache_key("lee"))
+    redis_conn.delete(keys.profile_cache("lee"))
     fresh = client.get(f"{API}/focus-sessions/profile", headers=headers).json
     assert fresh["profile"]["avg_focus_duration_minutes"] == 99
 

@@ -7,9 +7,15 @@ import random
 
 import pytest
 
-from focus_app.services.analyser import LocalAnalyser, build_prompt, parse_interpretation, sample_confidence
-from focus_app.services.analysis import Rules, backoff_seconds
-from focus_app.services.llm import MalformedOutput
+from focus_app.services.analysis.analyser import (
+    LocalAnalyser,
+    build_prompt,
+    parse_interpretation,
+    sample_confidence,
+)
+from focus_app.services.analysis.jobs import Rules
+from focus_app.services.analysis.run import backoff_seconds
+from focus_app.services.jobkit.llm import MalformedOutput
 
 MESSAGES = [
     "I work as a teacher and the marking load is heavy this term.",

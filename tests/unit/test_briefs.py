@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from focus_app.services import briefs, intelligence
-from focus_app.services.briefs import WeekNumbers, WeekTotals
+from focus_app.services.intelligence import briefs, weeks
+from focus_app.services.intelligence.briefs import WeekNumbers, WeekTotals
 
 WEEK = date(2026, 1, 5)
 
@@ -143,34 +143,32 @@ def test_an_empty_week_is_an_honest_brief():
 
 def test_week_just_ended_in_the_configured_timezone():
     # Monday 2026-01-12 01:00 UTC: the week of Jan 5 has just ended.
-    assert intelligence.week_just_ended(datetime(2026, 1, 12, 1, tzinfo=UTC), "UTC") == date(2026, 1, 5)
+    assert weeks.week_just_ended(datetime(2026, 1, 12, 1, tzinfo=UTC), "UTC") == date(2026, 1, 5)
     # Sunday 23:59 UTC is still inside that week: the one before is the latest ended.
-    assert intelligence.week_just_ended(datetime(2026, 1, 11, 23, 59, tzinfo=UTC), "UTC") == date(
-        2025, 12, 29
-    )
+    assert weeks.week_just_ended(datetime(2026, 1, 11, 23, 59, tzinfo=UTC), "UTC") == date(2025, 12, 29)
     # ... but in Berlin it is already Monday 00:59.
-    assert intelligence.week_just_ended(datetime(2026, 1, 11, 23, 59, tzinfo=UTC), "Europe/Berlin") == date(
+    assert weeks.week_just_ended(datetime(2026, 1, 11, 23, 59, tzinfo=UTC), "Europe/Berlin") == date(
         2026, 1, 5
     )
 
 
 def test_week_slot_is_the_iso_week():
-    assert intelligence.week_slot(date(2026, 1, 5)) == "2026-W02"
-    assert intelligence.week_slot(date(2024, 12, 30)) == "2025-W01"
+    assert weeks.week_slot(date(2026, 1, 5)) == "2026-W02"
+    assert weeks.week_slot(date(2024, 12, 30)) == "2025-W01"
 
 
 def test_beat_window_is_monday_two_oclock_plus_grace():
     tz = "Europe/Berlin"
-    assert intelligence.beat_window_open(datetime(2026, 1, 12, 1, 0, tzinfo=UTC), tz, 3600)  # 02:00 local
-    assert intelligence.beat_window_open(datetime(2026, 1, 12, 1, 59, tzinfo=UTC), tz, 3600)
-    assert not intelligence.beat_window_open(datetime(2026, 1, 12, 2, 0, tzinfo=UTC), tz, 3600)  # 03:00
-    assert not intelligence.beat_window_open(datetime(2026, 1, 12, 0, 59, tzinfo=UTC), tz, 3600)  # 01:59
-    assert not intelligence.beat_window_open(datetime(2026, 1, 13, 1, 30, tzinfo=UTC), tz, 3600)  # Tuesday
+    assert weeks.beat_window_open(datetime(2026, 1, 12, 1, 0, tzinfo=UTC), tz, 3600)  # 02:00 local
+    assert weeks.beat_window_open(datetime(2026, 1, 12, 1, 59, tzinfo=UTC), tz, 3600)
+    assert not weeks.beat_window_open(datetime(2026, 1, 12, 2, 0, tzinfo=UTC), tz, 3600)  # 03:00
+    assert not weeks.beat_window_open(datetime(2026, 1, 12, 0, 59, tzinfo=UTC), tz, 3600)  # 01:59
+    assert not weeks.beat_window_open(datetime(2026, 1, 13, 1, 30, tzinfo=UTC), tz, 3600)  # Tuesday
 
 
 def test_week_of_rules():
     latest = date(2026, 1, 5)
-    assert intelligence.week_of_problem(date(2026, 1, 5), latest) is None
-    assert intelligence.week_of_problem(date(2025, 12, 29), latest) is None
-    assert "Monday" in intelligence.week_of_problem(date(2026, 1, 6), latest)
-    assert "ended" in intelligence.week_of_problem(date(2026, 1, 12), latest)
+    assert weeks.week_of_problem(date(2026, 1, 5), latest) is None
+    assert weeks.week_of_problem(date(2025, 12, 29), latest) is None
+    assert "Monday" in weeks.week_of_problem(date(2026, 1, 6), latest)
+    assert "ended" in weeks.week_of_problem(date(2026, 1, 12), latest)

@@ -6,14 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from focus_app.services.consolidation import (
+from focus_app.services.attributes.consolidation import (
     Attribute,
     consolidate,
     llm_prompt,
     normalise_key,
     plan_from_model,
 )
-from focus_app.services.llm import MalformedOutput, extract_json
+from focus_app.services.jobkit.llm import MalformedOutput, extract_json
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

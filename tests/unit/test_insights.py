@@ -1,4 +1,4 @@
-from focus_app.services.insights import SessionFacts, UserAverages, build_session_insights
+from focus_app.services.focus.insights import SessionFacts, UserAverages, build_session_insights
 
 
 def facts(**overrides) -> SessionFacts:

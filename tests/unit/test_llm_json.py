@@ -1,6 +1,6 @@
 import pytest
 
-from focus_app.services.llm import MalformedOutput, extract_json
+from focus_app.services.jobkit.llm import MalformedOutput, extract_json
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,9 @@
+import uuid
+
 import pytest
 
-from focus_app.services.job_runs import beat_slot
-from workers.arguments import InvalidTaskArguments, one_of, optional_uuid, user_id_list
+from focus_app.services.jobkit.runs import beat_slot
+from workers.arguments import InvalidTaskArguments, checked, unit_of, user_id_list
 
 
 @pytest.mark.parametrize("value", ["alice", [1], [""], ["x" * 129], None, {"a": 1}])
@@ -10,11 +12,28 @@ def test_user_id_lists_are_checked(value):
         user_id_list(value)
 
 
-def test_valid_arguments_pass_through():
-    assert user_id_list(["a", "b"]) == ["a", "b"]
-    assert str(optional_uuid("7b0c1c55-4a43-4f5e-9a0b-1c2d3e4f5a6b", "run_id")).startswith("7b0c")
-    assert optional_uuid(None, "run_id") is None
-    assert one_of("beat", "trigger", ("beat", "manual")) == "beat"
+def test_valid_arguments_pass_through_converted():
+    run_id = "7b0c1c55-4a43-4f5e-9a0b-1c2d3e4f5a6b"
+    assert checked({"user_ids": ["a", "b"], "run_id": run_id, "trigger": "beat", "unit_no": None}) == {
+        "user_ids": ["a", "b"],
+        "run_id": uuid.UUID(run_id),
+        "trigger": "beat",
+        "unit_no": None,
+    }
+
+
+def test_every_bad_argument_is_named():
+    with pytest.raises(InvalidTaskArguments, match="trigger must be one of beat, manual, api"):
+        checked({"trigger": "cron"})
+    with pytest.raises(InvalidTaskArguments, match="week_of must be a Monday"):
+        checked({"week_of": "2026-01-06"})
+
+
+def test_run_id_and_unit_no_go_together():
+    with pytest.raises(InvalidTaskArguments, match="run_id and unit_no go together"):
+        unit_of(uuid.uuid4(), None)
+    assert unit_of(None, None) is None
+    assert unit_of(uuid.UUID(int=1), 0).unit_no == 0
 
 
 def test_beat_slots_are_stable_within_an_interval():

@@ -1,0 +1,1 @@
+"""Chat, profile interpretations and analysis jobs (seed 002)."""

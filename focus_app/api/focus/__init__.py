@@ -1,0 +1,1 @@
+"""Focus sessions and study tasks (seeds 000, 001)."""

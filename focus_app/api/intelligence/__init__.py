@@ -1,0 +1,1 @@
+"""Weekly briefs and their administration (seed 004)."""

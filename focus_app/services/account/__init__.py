@@ -1,0 +1,1 @@
+"""What a user controls about their own account: settings, export, deletion, dashboard data."""

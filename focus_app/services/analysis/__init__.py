@@ -1,0 +1,1 @@
+"""Analysis jobs (seed 002): jobs, triggers, the run, recovery, analysers."""

@@ -1,0 +1,182 @@
+"""The fan-out protocol every batch job follows (profiles, weekly briefs, consolidation), once.
+
+start  a beat fire of a disabled job is recorded as `skipped`; a slot that already ran is skipped;
+       a redelivered planner finds its own run again.
+plan   the run row and its units are written in one transaction before any message is published
+       (the caller publishes `Plan.units` after this commit); a redelivered planner resumes the
+       run's pending units; units still pending long after publishing (their message was lost) are
+       published again with the new run's.
+claim  a unit is taken by compare-and-set in the transaction that writes its results, so a
+       duplicate delivery changes nothing and a killed transaction leaves it pending.
+count  the unit's counts are added to its run in that same transaction; the last unit finishes
+       the run (through the family's `finish`, e.g. verification of the weekly run).
+fail   a unit whose task is out of retries is claimed as failed and counted, so its run finishes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from focus_app import logs
+from focus_app.models import JobRun
+from focus_app.services.jobkit import runs, switches
+
+Finish = Callable[[Session, JobRun], None]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of a run: what its message carries (run id, unit number) and its payload."""
+
+    run_id: uuid.UUID
+    unit_no: int
+    payload: Any = None
+
+
+def log_context(unit: Unit | None) -> dict[str, Any]:
+    """The run and unit every log line of a unit's work carries."""
+    return {"run_id": str(unit.run_id) if unit else None, "unit": unit.unit_no if unit else None}
+
+
+@dataclass(frozen=True)
+class Counts:
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A family's plan for a run it starts: a payload per unit and what the run row keeps."""
+
+    payloads: list[Any]
+    result: dict[str, Any]  # the run's parameters and totals, kept in job_runs.result
+    summary: dict[str, Any] = field(default_factory=dict)  # more keys for the planning task's result
+    result_if_empty: dict[str, Any] | None = None  # the finished run's result when there are no units
+
+
+@dataclass
+class Plan:
+    """What the planning task publishes after the commit, and the summary it returns."""
+
+    run_id: uuid.UUID | None
+    units: list[Unit] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def started(self) -> bool:
+        return self.summary.get("status") == "started"
+
+
+@dataclass(frozen=True)
+class Started:
+    run: JobRun
+    resumed: bool  # the same task delivered again: its run already exists
+
+
+def start(
+    db: Session, job_name: str, *, trigger: str, task_id: str | None, slot: str | None, scope: str | None
+) -> Started | Plan:
+    """The run this task works under, or a Plan with the reason nothing runs (committed)."""
+    if switches.skip_if_disabled(db, job_name, trigger=trigger, slot=slot, task_id=task_id):
+        db.commit()
+        return Plan(None, summary={"status": "skipped", "reason": "job disabled"})
+    begun = runs.start_run(db, job_name, trigger, slot=slot, task_id=task_id, scope=scope)
+    if begun.run is None:
+        db.rollback()
+        return Plan(None, summary={"status": "skipped", "reason": f"slot {slot} already ran"})
+    logs.bind(run_id=str(begun.run.id))
+    return Started(begun.run, resumed=not begun.created)
+
+
+def plan(
+    db: Session,
+    job_name: str,
+    *,
+    trigger: str,
+    task_id: str | None,
+    slot: str | None,
+    scope: str | None,
+    new_run: Callable[[], NewRun],
+    lost_after_seconds: int | None = None,
+) -> Plan:
+    """Start (or resume) the run and write its units; the caller publishes `units` after this."""
+    started = start(db, job_name, trigger=trigger, task_id=task_id, slot=slot, scope=scope)
+    if isinstance(started, Plan):
+        return started
+    run = started.run
+    if started.resumed:
+        units = [Unit(run.id, unit_no, payload) for unit_no, payload in runs.pending_units(db, run.id)]
+        db.commit()
+        return Plan(run.id, units, {"status": "resumed", "run_id": str(run.id), **(run.result or {})})
+
+    planned = new_run()
+    runs.add_units(db, run, planned.payloads)
+    run.result = planned.result
+    lost = []
+    if lost_after_seconds is not None:
+        lost = [Unit(*row) for row in runs.stale_pending_units(db, job_name, lost_after_seconds)]
+    if not planned.payloads:
+        runs.finish_run(db, run, result=planned.result_if_empty or planned.result)
+    db.commit()
+    units = [Unit(run.id, unit_no, payload) for unit_no, payload in enumerate(planned.payloads)]
+    summary = {"status": "started", "run_id": str(run.id), **planned.summary}
+    if lost_after_seconds is not None:
+        summary["republished"] = len(lost)
+    return Plan(run.id, units + lost, summary)
+
+
+def claim(db: Session, unit: Unit, status: str = "done") -> bool:
+    """Take the unit (pending -> status) in the caller's transaction; False (rolled back) when
+    another delivery already took it. A unit that does not exist is NotFound."""
+    if runs.claim_unit(db, unit.run_id, unit.unit_no, status):
+        return True
+    db.rollback()
+    return False
+
+
+def count(
+    db: Session,
+    unit: Unit,
+    counts: Counts,
+    *,
+    error: str | None = None,
+    unit_error: str | None = None,
+    finish: Finish | None = None,
+) -> JobRun | None:
+    """Add a claimed unit's counts (`error`: the run's first error; `unit_error`: kept on the unit);
+    the run when this unit was its last one (then finished)."""
+    if unit_error is not None:
+        runs.note_unit_error(db, unit.run_id, unit.unit_no, unit_error)
+    run = runs.count_unit(
+        db, unit.run_id, succeeded=counts.succeeded, failed=counts.failed, skipped=counts.skipped, error=error
+    )
+    if run is not None:
+        (finish or _finish)(db, run)
+    return run
+
+
+def fail(
+    db: Session,
+    unit: Unit,
+    counts: Counts,
+    error: str,
+    *,
+    unit_error: str | None = None,
+    finish: Finish | None = None,
+) -> JobRun | None:
+    """A unit out of retries: counted as failed (committed) unless a delivery already took it."""
+    if not claim(db, unit, status="failed"):
+        return None
+    run = count(db, unit, counts, error=error[:2000], unit_error=unit_error, finish=finish)
+    db.commit()
+    return run
+
+
+def _finish(db: Session, run: JobRun) -> None:
+    runs.finish_run(db, run)

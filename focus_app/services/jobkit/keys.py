@@ -1,0 +1,96 @@
+"""Every Redis key the application writes, and the lifetimes that are not settings.
+
+The one place a key's format lives. User-derived parts go through `user_part`, which
+percent-encodes ':', '%', glob characters and anything unprintable, so a user id can never read as
+another key's namespace (users called `keys`, `latest` or `stats` are ordinary users) and a user's
+keys can be matched by a glob as they are. Other ids are left as they are, so the seed's
+`focus:needs_update:{user_id}` keeps its documented form for them.
+
+Redis is the broker, the result backend and a cache here; what these keys hold can be rebuilt
+from PostgreSQL, and every key has a TTL.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from urllib.parse import unquote
+
+# Encoded in a user-derived part: the separator, the escape itself, glob characters, and anything
+# unprintable (so a key never spans lines in a log). Everything else, non-ASCII included, stays.
+_UNSAFE = re.compile(r"[%:*?\[\]\\\s\x00-\x1f\x7f]")
+
+# ---------------------------------------------------------------- lifetimes (not settings)
+
+DELIVERY_COUNT_TTL_SECONDS = 24 * 3600  # outlives every redelivery of one message
+BRIEF_STATS_TTL_SECONDS = 8 * 24 * 3600  # the health check reads 7 days of hit/miss counts
+PERIODIC_SUCCESS_TTL_SECONDS = 35 * 24 * 3600  # longer than the longest schedule (weekly)
+
+
+def user_part(user_id: str) -> str:
+    """A user id as it stands in a key."""
+    return _UNSAFE.sub(lambda match: "".join(f"%{byte:02X}" for byte in match.group().encode()), user_id)
+
+
+def user_from_part(part: str) -> str:
+    return unquote(part)
+
+
+# ---------------------------------------------------------------- focus profiles (seed 000)
+
+UPDATE_FLAG_PREFIX = "focus:needs_update:"
+UPDATE_FLAG_PATTERN = UPDATE_FLAG_PREFIX + "*"
+
+
+def update_flag(user_id: str) -> str:
+    """Raised after a session change; the profile job computes the user and clears it."""
+    return UPDATE_FLAG_PREFIX + user_part(user_id)
+
+
+def user_of_update_flag(key: str) -> str:
+    return user_from_part(key.removeprefix(UPDATE_FLAG_PREFIX))
+
+
+def profile_cache(user_id: str) -> str:
+    """The caller's profile view (PROFILE_CACHE_TTL_SECONDS)."""
+    return f"focus:profile:{user_part(user_id)}"
+
+
+# ---------------------------------------------------------------- weekly briefs (seed 004)
+
+
+def brief(user_id: str, week_of: date | str) -> str:
+    """A brief view (BRIEF_CACHE_TTL_SECONDS); `week_of` is a Monday or "latest"."""
+    return f"brief:{user_part(user_id)}:{week_of}"
+
+
+def user_briefs_pattern(user_id: str) -> str:
+    """Every cached brief of one user, as a SCAN pattern."""
+    return f"brief:{user_part(user_id)}:*"
+
+
+def brief_tracking(user_id: str) -> str:
+    """The set of a user's cached brief keys, so invalidation needs no keyspace scan."""
+    return f"focus:brief_keys:{user_part(user_id)}"
+
+
+def brief_stats(day: date) -> str:
+    """Hash of the day's brief-cache `hits` and `misses` (BRIEF_STATS_TTL_SECONDS)."""
+    return f"focus:brief_stats:{day.isoformat()}"
+
+
+# ---------------------------------------------------------------- tasks and operations
+
+
+def task_owner(task_id: str) -> str:
+    """Who started a task through the API (the result's lifetime), for `GET /jobs/{task_id}`."""
+    return f"focus:task_owner:{user_part(task_id)}"
+
+
+def deliveries(task_id: str, retries: int) -> str:
+    """Executions of one message (DELIVERY_COUNT_TTL_SECONDS); a Celery retry counts anew."""
+    return f"focus:deliveries:{user_part(task_id)}:{retries}"
+
+
+# Hash task name -> unix time of its last successful finish (PERIODIC_SUCCESS_TTL_SECONDS).
+PERIODIC_SUCCESS = "focus:metrics:periodic_last_success"

@@ -1,0 +1,189 @@
+"""Job-run rows: the bookkeeping under every periodic or manual job (the protocol is fanout.py).
+
+A run is split into units written to PostgreSQL before their messages are published. A unit is
+claimed with a compare-and-set in the same transaction as its work, so a duplicate delivery is a
+no-op and the run's counters add up exactly once; a unit whose message was lost stays pending and
+is published again.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from focus_app.models import JobRun, JobRunUnit
+from focus_app.services.jobkit.errors import NotFound
+from focus_app.services.jobkit.pagination import Page, paginate
+
+
+def beat_slot(interval_seconds: int, now: float | None = None) -> str:
+    """The schedule slot a periodic run belongs to; a slot runs once however often it fires."""
+    return str(int((time.time() if now is None else now) // interval_seconds))
+
+
+@dataclass(frozen=True)
+class RunStart:
+    run: JobRun | None  # None: the slot already ran under another task
+    created: bool
+
+
+def start_run(
+    db: Session,
+    job_name: str,
+    trigger: str,
+    *,
+    slot: str | None = None,
+    task_id: str | None = None,
+    scope: str | None = None,
+) -> RunStart:
+    """Insert the run, or find it again when the same task is delivered a second time."""
+    run_id = db.execute(
+        pg_insert(JobRun)
+        .values(job_name=job_name, trigger=trigger, slot=slot, task_id=task_id, scope=scope)
+        .on_conflict_do_nothing()
+        .returning(JobRun.id)
+    ).scalar_one_or_none()
+    if run_id is not None:
+        return RunStart(db.get(JobRun, run_id), created=True)
+    existing = None
+    if task_id is not None:
+        existing = db.scalars(select(JobRun).where(JobRun.task_id == task_id)).one_or_none()
+    return RunStart(existing, created=False)
+
+
+def add_units(db: Session, run: JobRun, payloads: list[list[Any]]) -> None:
+    if payloads:
+        db.execute(
+            insert(JobRunUnit),
+            [{"run_id": run.id, "unit_no": n, "payload": p} for n, p in enumerate(payloads)],
+        )
+    run.units_total = len(payloads)
+
+
+def pending_units(db: Session, run_id: uuid.UUID) -> list[tuple[int, list[Any]]]:
+    rows = db.execute(
+        select(JobRunUnit.unit_no, JobRunUnit.payload)
+        .where(JobRunUnit.run_id == run_id, JobRunUnit.status == "pending")
+        .order_by(JobRunUnit.unit_no)
+    ).all()
+    return [(row.unit_no, row.payload) for row in rows]
+
+
+def stale_pending_units(
+    db: Session, job_name: str, older_than_seconds: int
+) -> list[tuple[uuid.UUID, int, list[Any]]]:
+    """Units still pending long after they were published: their message was probably lost."""
+    rows = db.execute(
+        select(JobRunUnit.run_id, JobRunUnit.unit_no, JobRunUnit.payload)
+        .join(JobRun, JobRun.id == JobRunUnit.run_id)
+        .where(
+            JobRun.job_name == job_name,
+            JobRunUnit.status == "pending",
+            JobRunUnit.created_at < func.now() - timedelta(seconds=older_than_seconds),
+        )
+        .order_by(JobRunUnit.created_at)
+    ).all()
+    return [(row.run_id, row.unit_no, row.payload) for row in rows]
+
+
+def claim_unit(db: Session, run_id: uuid.UUID, unit_no: int, status: str = "done") -> bool:
+    """Compare-and-set pending -> status; False when another delivery already took it.
+
+    A unit that does not exist (a hand-typed run id or unit number) is NotFound, not a duplicate.
+    """
+    claimed = db.execute(
+        update(JobRunUnit)
+        .where(
+            JobRunUnit.run_id == run_id,
+            JobRunUnit.unit_no == unit_no,
+            JobRunUnit.status == "pending",
+        )
+        .values(status=status, finished_at=func.now())
+        .returning(JobRunUnit.unit_no)
+    ).scalar_one_or_none()
+    if claimed is None and db.get(JobRunUnit, (run_id, unit_no)) is None:
+        raise NotFound(f"job run {run_id} has no unit {unit_no}")
+    return claimed is not None
+
+
+def note_unit_error(db: Session, run_id: uuid.UUID, unit_no: int, error: str) -> None:
+    """What went wrong inside a unit (e.g. per user), kept on its row for the run's verification."""
+    db.execute(
+        update(JobRunUnit)
+        .where(JobRunUnit.run_id == run_id, JobRunUnit.unit_no == unit_no)
+        .values(error=error)
+    )
+
+
+def count_unit(
+    db: Session,
+    run_id: uuid.UUID,
+    *,
+    succeeded: int = 0,
+    failed: int = 0,
+    skipped: int = 0,
+    error: str | None = None,
+) -> JobRun | None:
+    """Add a claimed unit's counts; returns the run when this unit was its last one (the caller
+    finishes it)."""
+    run = db.execute(
+        update(JobRun)
+        .where(JobRun.id == run_id)
+        .values(
+            units_done=JobRun.units_done + 1,
+            succeeded=JobRun.succeeded + succeeded,
+            failed=JobRun.failed + failed,
+            skipped=JobRun.skipped + skipped,
+            error=func.coalesce(JobRun.error, error),
+        )
+        .returning(JobRun)
+    ).scalar_one_or_none()
+    if run is None or run.units_done < run.units_total:
+        return None
+    return run
+
+
+def finish_run(db: Session, run: JobRun, status: str | None = None, result: dict | None = None) -> None:
+    """Close the run: failed when any unit failed, else success (or the status given)."""
+    row = db.execute(
+        update(JobRun)
+        .where(JobRun.id == run.id)
+        .values(
+            status=status or ("failed" if run.failed else "success"),
+            finished_at=func.now(),
+            duration_ms=func.floor(func.extract("epoch", func.clock_timestamp() - JobRun.started_at) * 1000),
+            result=result if result is not None else JobRun.result,
+        )
+        .returning(JobRun.status, JobRun.duration_ms, JobRun.finished_at)
+    ).one()
+    run.status, run.duration_ms, run.finished_at = row.status, row.duration_ms, row.finished_at
+
+
+def list_runs(
+    db: Session,
+    *,
+    job: str | None,
+    status: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    page: int,
+    page_size: int,
+) -> Page[JobRun]:
+    """Runs newest first, filtered by job, status and start time (`since` inclusive)."""
+    query = select(JobRun)
+    if job:
+        query = query.where(JobRun.job_name == job)
+    if status:
+        query = query.where(JobRun.status == status)
+    if since:
+        query = query.where(JobRun.started_at >= since)
+    if until:
+        query = query.where(JobRun.started_at < until)
+    return paginate(db, query, (JobRun.started_at.desc(), JobRun.id), page, page_size)

@@ -1,0 +1,1 @@
+"""Operations: metrics, the operator page's views, parked messages, task owners."""
