@@ -10,6 +10,9 @@ run: $(INSTALLED)
 	$(BIN)/focus-app run
 
 test: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 bench: $(INSTALLED)
