@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from focus_app.services.jobkit.errors import InvalidInput
 
 BEAT_HOUR = 2  # Monday 02:00 in the configured timezone
+# A brief looks weeks back from its week: far older dates overflow Python's date range there.
+EARLIEST_WEEK_OF = date(1970, 1, 5)
 
 
 def week_just_ended(now: datetime, timezone: str) -> date:
@@ -37,6 +39,8 @@ def week_of_problem(week_of: date, latest: date) -> str | None:
         return "must be a Monday (the first day of an ISO week)"
     if week_of > latest:
         return f"must be a week that has ended (latest {latest.isoformat()})"
+    if week_of < EARLIEST_WEEK_OF:
+        return f"must be on or after {EARLIEST_WEEK_OF.isoformat()}"
     return None
 
 
