@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -111,12 +111,18 @@ def run() -> None:
 @main.command("wait-for-workers")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait before giving up.")
 def wait_for_workers(timeout: float) -> None:
-    """Wait until a Celery worker answers a ping (Flower's start-up inspection then finds it)."""
+    """Wait until a Celery worker answers a ping (Flower's start-up inspection then finds it).
+    Always exits 0: Flower starts anyway, and under honcho a process that exits stops them all."""
+    from kombu.exceptions import OperationalError
+
     from workers import app as celery
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        replies = celery.control.ping(timeout=1.0)
+        try:
+            replies = celery.control.ping(timeout=1.0)
+        except (OperationalError, OSError):
+            replies = []  # the broker is not up yet either
         if replies:
             click.echo(f"workers answering: {', '.join(sorted(name for reply in replies for name in reply))}")
             return
@@ -156,7 +162,7 @@ def _banner(env: Mapping[str, str], settings: Settings) -> str:
     return "\n" + "\n".join([*lines, "  Ctrl-C stops everything.", ""])
 
 
-def _free_port_for(env: MutableMapping[str, str], name: str) -> int:
+def _free_port_for(env: Mapping[str, str], name: str) -> int:
     """The port `name` asks for. Unset and its default taken (another checkout's run), the next
     free one; set and taken, stop and say what to change."""
     from focus_app.devservers import port_is_free

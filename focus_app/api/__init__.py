@@ -62,7 +62,7 @@ def register_api(app: Flask) -> Api:
     app.register_blueprint(metrics_blueprint)
 
     @app.before_request
-    def check_path_and_query() -> None:
+    def check_request() -> None:
         apply_body_limit()
         reject_unstorable("path", request.view_args or {})
         if request.path.startswith(API_PREFIX + "/"):
