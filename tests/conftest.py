@@ -71,6 +71,19 @@ def make_settings(database_url: str, redis_url: str, **overrides) -> Settings:
     return Settings(**values)
 
 
+def process_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a `celery -A workers …` process started by a test on its servers."""
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "JWT_SECRET": TEST_SECRET,
+        "ADMIN_API_KEY": TEST_ADMIN_KEY,
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
 def _reset_schema(url: str) -> None:
     engine = create_engine(sqlalchemy_url(url), isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:

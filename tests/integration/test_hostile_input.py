@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import timedelta
 
 import pytest
 from celery import shared_task
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from focus_app.api.base import DEPTH_MESSAGE, SURROGATE_MESSAGE, UNSUPPORTED_MEDIA_MESSAGE
 from focus_app.extensions import db_session
 from focus_app.models import JobRun
-from focus_app.models.analysis import AnalysisJob
 from focus_app.services.jobkit import fanout
 from tests.conftest import TEST_ADMIN_KEY
 from tests.integration.conftest import wait_for
-from tests.integration.factories import make_user
+from tests.integration.factories import make_analysed_job, make_user
 from tests.integration.openapi_ops import select as select_ops
 from workers.base import FocusTask
 
@@ -318,18 +316,7 @@ def test_task_arguments_out_of_range_fail_the_task_naming_the_argument(celery_ap
 def test_the_429_of_a_manual_refresh_has_the_full_error_body(client, auth, db):
     """The rate-limited answer lost its body ({"status": "Too Many Requests"} only)."""
     make_user(db, "limited")
-    db.execute(
-        insert(AnalysisJob).values(
-            user_id="limited",
-            context_type="work",
-            priority="low",
-            source="chat",
-            status="completed",
-            outcome="analysed",
-            created_at=func.now() - timedelta(minutes=30),
-        )
-    )
-    db.commit()
+    make_analysed_job(db, "limited", "work", minutes_ago=30)
 
     limited = client.post("/api/v1/profile/analyze", json={"context_type": "work"}, headers=auth("limited"))
 

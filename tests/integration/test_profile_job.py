@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,7 @@ from sqlalchemy import select, text, update
 from focus_app.models import JobRun, JobRunUnit, User, UserFocusProfile
 from focus_app.services.focus import flags, profile_job, profiles
 from focus_app.services.jobkit import keys
-from tests.conftest import ROOT, TEST_ADMIN_KEY, TEST_SECRET
+from tests.conftest import ROOT, process_env
 from tests.integration.conftest import wait_for
 from tests.integration.factories import make_session, make_user
 
@@ -223,14 +222,7 @@ def test_bad_arguments_fail_the_task_with_a_reason_and_the_worker_lives_on(celer
 @pytest.mark.slow
 def test_celery_call_from_the_command_line(celery_app, db, test_settings):
     user_with_sessions(db, "cli-user", 3)
-    env = {
-        **os.environ,
-        "DATABASE_URL": test_settings.database_url,
-        "REDIS_URL": test_settings.redis_url,
-        "JWT_SECRET": TEST_SECRET,
-        "ADMIN_API_KEY": TEST_ADMIN_KEY,
-        "LOG_LEVEL": "WARNING",
-    }
+    env = process_env(test_settings)
     completed = subprocess.run(
         [
             sys.executable,
