@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +12,7 @@ from sqlalchemy import select, text, update
 from focus_app.models import JobRun, JobRunUnit, User, UserFocusProfile
 from focus_app.services.focus import flags, profile_job, profiles
 from focus_app.services.jobkit import keys
-from tests.conftest import ROOT, TEST_ADMIN_KEY, TEST_SECRET
+from tests.conftest import celery_call
 from tests.integration.conftest import wait_for
 from tests.integration.factories import make_session, make_user
 
@@ -278,35 +275,8 @@ def test_bad_arguments_fail_the_task_with_a_reason_and_the_worker_lives_on(celer
 @pytest.mark.slow
 def test_celery_call_from_the_command_line(celery_app, db, test_settings):
     user_with_sessions(db, "cli-user", 3)
-    env = {
-        **os.environ,
-        "DATABASE_URL": test_settings.database_url,
-        "REDIS_URL": test_settings.redis_url,
-        "JWT_SECRET": TEST_SECRET,
-        "ADMIN_API_KEY": TEST_ADMIN_KEY,
-        "LOG_LEVEL": "WARNING",
-    }
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers",
-            "call",
-            "focus.update_profiles",
-            "--kwargs",
-            '{"user_ids": ["cli-user"]}',
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    task_id = celery_call(test_settings, "focus.update_profiles", '{"user_ids": ["cli-user"]}')
 
-    assert completed.returncode == 0, completed.stderr
-    task_id = completed.stdout.strip().splitlines()[-1]
     assert celery_app.AsyncResult(task_id).get(timeout=60)["users"] == 1
     wait_for(
         lambda: (

@@ -8,9 +8,6 @@ the week of 2026-03-02 (W), which ends at local Monday 2026-03-09 00:00.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -20,7 +17,7 @@ from sqlalchemy import func, select, text, update
 
 from focus_app.models import JobRun, User
 from focus_app.models.intelligence import UserPreference, WeeklyBrief
-from tests.conftest import ROOT, TEST_ADMIN_KEY, TEST_SECRET
+from tests.conftest import TEST_ADMIN_KEY, celery_call
 from tests.integration.conftest import wait_for
 from tests.integration.factories import make_session, make_user
 
@@ -108,27 +105,10 @@ def test_the_thursday_catch_up_call_writes_every_missing_brief(celery_app, db, t
         make_session(db, zone, local(zone, "2026-03-08T23:30"), 40)
     two_weeks_down = user_briefed_until(db, "two-weeks-down", "Asia/Tokyo", date(2026, 2, 16))
     newcomer = make_user(db, "newcomer", "Asia/Tokyo", created_at=datetime(2026, 3, 10, tzinfo=UTC))
-    env = {
-        **os.environ,
-        "DATABASE_URL": test_settings.database_url,
-        "REDIS_URL": test_settings.redis_url,
-        "JWT_SECRET": TEST_SECRET,
-        "ADMIN_API_KEY": TEST_ADMIN_KEY,
-        "LOG_LEVEL": "WARNING",
-    }
 
     with time_machine.travel(datetime(2026, 3, 12, 10, 0, tzinfo=UTC)):  # Thursday
-        completed = subprocess.run(
-            [sys.executable, "-m", "celery", "-A", "workers", "call", "intelligence.weekly"]
-            + ["--kwargs", '{"trigger": "beat"}'],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert completed.returncode == 0, completed.stderr
-        result = celery_app.AsyncResult(completed.stdout.strip().splitlines()[-1]).get(timeout=60)
+        task_id = celery_call(test_settings, "intelligence.weekly", '{"trigger": "beat"}')
+        result = celery_app.AsyncResult(task_id).get(timeout=60)
         wait_for(lambda: db.rollback() or db.get(JobRun, result["run_id"]).finished_at)
 
     assert result["weeks"] == {"2026-02-23": 1, "2026-03-02": 7}
