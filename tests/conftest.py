@@ -8,6 +8,8 @@ wiped); without them the tests start embedded PostgreSQL and Redis from pip pack
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +71,32 @@ def make_settings(database_url: str, redis_url: str, **overrides) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def process_environment(settings: Settings) -> dict[str, str]:
+    """The environment of a process a test starts (`celery call`, Flower), on the test servers."""
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "JWT_SECRET": TEST_SECRET,
+        "ADMIN_API_KEY": TEST_ADMIN_KEY,
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def celery_call(settings: Settings, task_name: str, kwargs: str) -> str:
+    """`celery -A workers call TASK --kwargs ...` as an operator types it; the task id it prints."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "workers", "call", task_name, "--kwargs", kwargs],
+        cwd=ROOT,
+        env=process_environment(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout.strip().splitlines()[-1]
 
 
 def _reset_schema(url: str) -> None:

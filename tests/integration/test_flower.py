@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
 import sys
 import urllib.error
@@ -12,7 +11,7 @@ import urllib.request
 import pytest
 
 from focus_app.devservers import free_port
-from tests.conftest import ROOT, TEST_ADMIN_KEY, TEST_SECRET
+from tests.conftest import ROOT, process_environment
 from tests.integration.conftest import wait_for
 
 CREDENTIALS = "operator:flower-password-0123456789"
@@ -34,14 +33,7 @@ def status_of(url: str, credentials: str | None = None) -> int:
 @pytest.fixture
 def flower(test_settings):
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": test_settings.database_url,
-        "REDIS_URL": test_settings.redis_url,
-        "JWT_SECRET": TEST_SECRET,
-        "ADMIN_API_KEY": TEST_ADMIN_KEY,
-        "LOG_LEVEL": "WARNING",
-    }
+    env = process_environment(test_settings)
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers", "flower", "--address=127.0.0.1",
          f"--port={port}", f"--basic-auth={CREDENTIALS}"],
