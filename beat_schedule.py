@@ -4,7 +4,6 @@ entry's schedule reads in words and when it fires next (the operator page shows 
 from __future__ import annotations
 
 import functools
-import math
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,7 +14,10 @@ from celery.utils.time import remaining
 from focus_app.config import Settings
 from focus_app.services.ops.periodic import Periodic
 
-INTELLIGENCE_TICK_MINUTES = 10
+# Every user's brief comes due at Monday 02:00 in their own timezone, which falls on a quarter
+# hour of UTC in every zone in use (offsets are whole quarter hours); a tick on every fifth minute
+# reaches it within seconds, and a late or missed tick is caught up by the next one.
+INTELLIGENCE_TICK_MINUTES = 5
 
 
 def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -30,17 +32,11 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             # A message older than one interval is superseded by the next one.
             "options": {"expires": profile_interval},
         },
-        # Monday 02:00 in FOCUS_TIMEZONE, then every 10 minutes through the grace period: a beat
-        # that was down at 02:00 still runs the week, and the week's slot makes it run once.
+        # A tick, not a weekly slot: each tick plans the briefs that came due since the last one.
         "intelligence-weekly": {
             "task": "intelligence.weekly",
-            "schedule": crontab(
-                minute=f"*/{INTELLIGENCE_TICK_MINUTES}",
-                hour=_grace_hours(settings.intelligence_grace_seconds),
-                day_of_week="mon",
-            ),
+            "schedule": crontab(minute=f"*/{INTELLIGENCE_TICK_MINUTES}"),
             "kwargs": {"trigger": "beat"},
-            "options": {"expires": INTELLIGENCE_TICK_MINUTES * 60},
         },
         "intelligence-retry-failed": {
             "task": "intelligence.retry_failed",
@@ -67,12 +63,6 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "options": {"expires": maintenance_interval},
         },
     }
-
-
-def _grace_hours(grace_seconds: int) -> str:
-    """Hours of Monday that the window from 02:00 touches (the task checks the exact end)."""
-    last = min(23, 2 + math.ceil(grace_seconds / 3600) - 1)
-    return "2" if last == 2 else f"2-{last}"
 
 
 def periodic_entries(settings: Settings) -> list[Periodic]:
@@ -134,8 +124,11 @@ def _times(hours: list[int], minutes: list[int]) -> str:
         )
         return f"hourly at :{minutes[0]:02d}{during}"
     if len(steps) == 1 and contiguous and minutes[0] + 60 - minutes[-1] in steps:
+        every = _every(steps.pop() * 60)
+        if len(hours) == 24 and minutes[0] == 0:
+            return every
         first, last = slots[0], slots[-1]
-        return f"{_every(steps.pop() * 60)} {first[0]:02d}:{first[1]:02d}–{last[0]:02d}:{last[1]:02d}"
+        return f"{every} {first[0]:02d}:{first[1]:02d}–{last[0]:02d}:{last[1]:02d}"
     return f"at minutes {','.join(map(str, minutes))} of hours {','.join(map(str, hours))}"
 
 

@@ -72,7 +72,7 @@ class Settings:
     profile_attributes_max_per_entity: int = 500
     max_request_bytes: int = 64 * 1024
     intelligence_batch_size: int = 500
-    intelligence_grace_seconds: int = 3600
+    intelligence_catch_up_weeks: int = 4
     intelligence_retry_interval_seconds: int = 900
     intelligence_retry_delay_seconds: int = 7200
     intelligence_max_retries: int = 3

@@ -8,6 +8,8 @@ wiped); without them the tests start embedded PostgreSQL and Redis from pip pack
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,8 +73,8 @@ def make_settings(database_url: str, redis_url: str, **overrides) -> Settings:
     return Settings(**values)
 
 
-def process_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment of a `celery -A workers …` process started by a test on its servers."""
+def process_environment(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a process a test starts (`celery call`, Flower), on the test servers."""
     return {
         **os.environ,
         "DATABASE_URL": settings.database_url,
@@ -82,6 +84,20 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
         "LOG_LEVEL": "WARNING",
         **extra,
     }
+
+
+def celery_call(settings: Settings, task_name: str, kwargs: str) -> str:
+    """`celery -A workers call TASK --kwargs ...` as an operator types it; the task id it prints."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "workers", "call", task_name, "--kwargs", kwargs],
+        cwd=ROOT,
+        env=process_environment(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout.strip().splitlines()[-1]
 
 
 def _reset_schema(url: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -39,6 +40,10 @@ class User(Base):
     `sessions_version` is bumped in the same transaction as every change to the user's sessions;
     `profiled_version` is the version the last profile computation saw. They differ exactly when
     the profile is out of date, which makes PostgreSQL (not the Redis flag) the source of truth.
+
+    `brief_week` is the latest week whose weekly brief a tick planned for the user, `brief_due_at`
+    when their next week comes due (Monday 02:00 in their timezone); NULL means "work it out at the
+    next tick" (a new user, a new timezone or new brief preferences).
     """
 
     __tablename__ = "users"
@@ -49,12 +54,16 @@ class User(Base):
             "id",
             postgresql_where=text("sessions_version <> profiled_version"),
         ),
+        # The tick's due users: `brief_due_at <= now` or NULL, both one range of this index.
+        Index("ix_users_brief_due_at", "brief_due_at"),
     )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     timezone: Mapped[str] = mapped_column(String(64), nullable=False, server_default=DEFAULT_TIMEZONE)
     sessions_version: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     profiled_version: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    brief_week: Mapped[date | None] = mapped_column(Date)
+    brief_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = created_at_column()
 
 

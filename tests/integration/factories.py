@@ -16,8 +16,11 @@ from focus_app.services.jobkit import runs
 from focus_app.services.jobkit.llm import LLMError
 
 
-def make_user(db: Session, user_id: str, timezone: str = "UTC") -> str:
-    db.execute(insert(User).values(id=user_id, timezone=timezone))
+def make_user(db: Session, user_id: str, timezone: str = "UTC", *, created_at: datetime | None = None) -> str:
+    values = {"id": user_id, "timezone": timezone}
+    if created_at is not None:
+        values["created_at"] = created_at
+    db.execute(insert(User).values(**values))
     db.commit()
     return user_id
 

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from focus_app.devservers import free_port
-from tests.conftest import ROOT, process_env
+from tests.conftest import ROOT, process_environment
 from tests.integration.conftest import wait_for
 
 CREDENTIALS = "operator:flower-password-0123456789"
@@ -35,7 +35,7 @@ def status_of(url: str, credentials: str | None = None) -> int:
 @pytest.fixture
 def flower(test_settings):
     port = free_port()
-    env = process_env(test_settings, FLOWER_BASIC_AUTH=CREDENTIALS)
+    env = process_environment(test_settings, FLOWER_BASIC_AUTH=CREDENTIALS)
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers", "flower", "--address=127.0.0.1", f"--port={port}"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import pytest
 
 from beat_schedule import build_beat_schedule
-from focus_app.services.intelligence import job as weekly_job
 from tests.conftest import TEST_ADMIN_KEY, make_settings
 
 ADMIN = {"X-API-Key": TEST_ADMIN_KEY}
-# intelligence.weekly first checks its Monday window, so it is tested through its service below.
 TASK_TRIGGERED = sorted(
-    entry["task"]
-    for entry in build_beat_schedule(make_settings("postgresql://x/y", "redis://x")).values()
-    if entry["task"] != "intelligence.weekly"
+    entry["task"] for entry in build_beat_schedule(make_settings("postgresql://x/y", "redis://x")).values()
 )
 
 
@@ -36,13 +30,3 @@ def test_a_disabled_periodic_task_records_a_skipped_run(client, celery_app, job_
     assert [(run["status"], run["result"]) for run in runs["items"]] == [
         ("skipped", {"reason": "job disabled"})
     ]
-
-
-def test_the_weekly_job_honours_its_switch(client, db):
-    disable(client, "intelligence.weekly")
-
-    plan = weekly_job.plan_weekly(db, trigger="beat", task_id=None, week_of=date(2026, 11, 16), batch_size=10)
-
-    assert plan.run_id is None and plan.summary["reason"] == "job disabled"
-    runs = client.get("/api/v1/admin/job-runs?job=intelligence.weekly", headers=ADMIN).json
-    assert [run["status"] for run in runs["items"]] == ["skipped"]

@@ -51,7 +51,7 @@ def test_every_beat_entry_is_listed_with_its_schedule_in_words(client, app):
     profiles = job(answer, "focus.update_profiles")
     assert profiles["schedule"] == "every 5 minutes" and profiles["interval_seconds"] == 300
     weekly = job(answer, "intelligence.weekly")
-    assert weekly["schedule"] == "Mon every 10 minutes 02:00–02:50 (UTC)"
+    assert weekly["schedule"] == "every 5 minutes (UTC)"
     assert weekly["interval_seconds"] is None
     assert job(answer, "ops.archive_failed_analysis_jobs")["schedule"] == "daily at 03:30 (UTC)"
     # Nothing has run: no history, every interval job is due at beat's next tick.

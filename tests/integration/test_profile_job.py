@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,7 +12,7 @@ from sqlalchemy import select, text, update
 from focus_app.models import JobRun, JobRunUnit, User, UserFocusProfile
 from focus_app.services.focus import flags, profile_job, profiles
 from focus_app.services.jobkit import keys
-from tests.conftest import ROOT, process_env
+from tests.conftest import celery_call
 from tests.integration.conftest import wait_for
 from tests.integration.factories import make_session, make_user
 
@@ -94,13 +92,14 @@ def test_a_session_ending_during_computation_keeps_its_flag(client, auth, db, re
         sid = client.post("/api/v1/focus-sessions/start", json={}, headers=headers).json["id"]
         client.post(f"/api/v1/focus-sessions/{sid}/end", json={"was_completed": True}, headers=headers)
 
-    # The batch reads version 3 and commits its profile ...
-    outcome = profiles.compute_profiles(db, ["racer"], min_sessions=3)
+    # The batch claims the flag, reads version 3 and commits its profile ...
+    token = flags.claim_flags(redis_conn, ["racer"])
+    profiles.compute_profiles(db, ["racer"], min_sessions=3)
     db.commit()
     # ... a fourth session ends before the batch clears its flags ...
     sid = client.post("/api/v1/focus-sessions/start", json={}, headers=headers).json["id"]
     client.post(f"/api/v1/focus-sessions/{sid}/end", json={"was_completed": False}, headers=headers)
-    flags.clear_flags_and_cache(redis_conn, outcome.versions)
+    flags.clear_flags_and_cache(redis_conn, ["racer"], token)
 
     # ... so the newer flag survives and the next run counts the fourth session.
     assert redis_conn.get(keys.update_flag("racer")) == b"4"
@@ -110,6 +109,60 @@ def test_a_session_ending_during_computation_keeps_its_flag(client, auth, db, re
     assert profile["total_sessions_count"] == 4
     assert profile["completed_sessions_count"] == 3
     assert redis_conn.get(keys.update_flag("racer")) is None
+
+
+def test_a_flag_of_any_value_is_cleared_once_the_user_is_computed(celery_app, db, redis_conn):
+    # Seed 000's other services flag with "1"; these users' sessions came from elsewhere (version 0,
+    # nothing in PostgreSQL says they changed), so only the flag finds them.
+    imported = [f"imported-{n:03}" for n in range(120)]
+    for user_id in imported:
+        make_user(db, user_id)
+        for n in range(3):
+            make_session(db, user_id, DAY + timedelta(days=n), 30, bump_version=False)
+        redis_conn.set(keys.update_flag(user_id), "1", ex=86400)
+    # Flags holding a version: the user's own, and one ahead of it (written by another service).
+    own = user_with_sessions(db, "own-version", 3)
+    ahead = user_with_sessions(db, "version-ahead", 3)
+    db.execute(update(User).values(profiled_version=User.sessions_version))
+    db.commit()
+    redis_conn.set(keys.update_flag(own), "3", ex=86400)
+    redis_conn.set(keys.update_flag(ahead), "99", ex=86400)
+
+    summary = run_job(celery_app)
+    run = wait_for_run(db, summary["run_id"])
+
+    assert summary["users"] == 122 and summary["sources"]["database"] == 0
+    assert (run.status, run.succeeded, run.failed) == ("success", 122, 0)
+    assert db.scalar(text("SELECT count(*) FROM user_focus_profiles")) == 122
+    assert list(redis_conn.scan_iter(match=keys.UPDATE_FLAG_PATTERN)) == []
+    # Nothing is left to do: the next run finds nobody.
+    assert profile_job.discover_users(db, redis_conn)[0] == []
+
+
+def test_a_flag_raised_while_its_batch_computes_survives_for_the_next_run(app, celery_app, db, redis_conn):
+    user = user_with_sessions(db, "busy", 3)
+    wait_for_run(db, run_job(celery_app, user_ids=[user])["run_id"])
+    flag = keys.update_flag(user)
+    redis_conn.set(flag, "1", ex=86400)
+    # Hold the user's profile row: the batch claims the flag, then waits in its upsert.
+    blocker = app.extensions["db"].engine.connect()
+    transaction = blocker.begin()
+    blocker.execute(text("SELECT 1 FROM user_focus_profiles WHERE user_id = :u FOR UPDATE"), {"u": user})
+    try:
+        summary = run_job(celery_app)
+        wait_for(lambda: (redis_conn.get(flag) or b"").startswith(b"claimed:"))
+        # Raised during the computation, seed-style (any value means "needs an update").
+        redis_conn.set(flag, "1", ex=86400)
+    finally:
+        transaction.rollback()
+        blocker.close()
+    run = wait_for_run(db, summary["run_id"])
+
+    assert (run.status, run.succeeded) == ("success", 1)
+    assert redis_conn.get(flag) == b"1"
+    # The next run computes the user again and clears the flag.
+    assert run_job(celery_app)["users"] == 1
+    wait_for(lambda: redis_conn.get(flag) is None)
 
 
 def test_running_twice_gives_the_same_rows(celery_app, db):
@@ -222,28 +275,8 @@ def test_bad_arguments_fail_the_task_with_a_reason_and_the_worker_lives_on(celer
 @pytest.mark.slow
 def test_celery_call_from_the_command_line(celery_app, db, test_settings):
     user_with_sessions(db, "cli-user", 3)
-    env = process_env(test_settings)
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers",
-            "call",
-            "focus.update_profiles",
-            "--kwargs",
-            '{"user_ids": ["cli-user"]}',
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    task_id = celery_call(test_settings, "focus.update_profiles", '{"user_ids": ["cli-user"]}')
 
-    assert completed.returncode == 0, completed.stderr
-    task_id = completed.stdout.strip().splitlines()[-1]
     assert celery_app.AsyncResult(task_id).get(timeout=60)["users"] == 1
     wait_for(
         lambda: (

@@ -1,4 +1,4 @@
-"""The weekly brief from numbers (seed 004), and the week / beat-window rules."""
+"""The weekly brief from numbers (seed 004), and the week rules."""
 
 from __future__ import annotations
 
@@ -157,13 +157,10 @@ def test_week_slot_is_the_iso_week():
     assert weeks.week_slot(date(2024, 12, 30)) == "2025-W01"
 
 
-def test_beat_window_is_monday_two_oclock_plus_grace():
-    tz = "Europe/Berlin"
-    assert weeks.beat_window_open(datetime(2026, 1, 12, 1, 0, tzinfo=UTC), tz, 3600)  # 02:00 local
-    assert weeks.beat_window_open(datetime(2026, 1, 12, 1, 59, tzinfo=UTC), tz, 3600)
-    assert not weeks.beat_window_open(datetime(2026, 1, 12, 2, 0, tzinfo=UTC), tz, 3600)  # 03:00
-    assert not weeks.beat_window_open(datetime(2026, 1, 12, 0, 59, tzinfo=UTC), tz, 3600)  # 01:59
-    assert not weeks.beat_window_open(datetime(2026, 1, 13, 1, 30, tzinfo=UTC), tz, 3600)  # Tuesday
+def test_the_latest_ended_week_is_the_one_that_ended_first_anywhere():
+    # Sunday 2026-01-11 10:00 UTC: it is already Monday 00:00 on Kiritimati (UTC+14).
+    assert weeks.latest_ended_week(datetime(2026, 1, 11, 10, tzinfo=UTC)) == date(2026, 1, 5)
+    assert weeks.latest_ended_week(datetime(2026, 1, 11, 9, 59, tzinfo=UTC)) == date(2025, 12, 29)
 
 
 def test_week_of_rules():

@@ -25,6 +25,7 @@ ARCHIVE = crontab(hour=3, minute=30)
         (WEEKLY, "Mon every 10 minutes 02:00–02:50 (Europe/Berlin)"),
         (ARCHIVE, "daily at 03:30 (Europe/Berlin)"),
         (crontab(minute=0, hour="*"), "hourly at :00 (Europe/Berlin)"),
+        (crontab(minute="*/5"), "every 5 minutes (Europe/Berlin)"),
         (
             crontab(minute=15, hour="8-17", day_of_week="mon-fri"),
             "Mon, Tue, Wed, Thu, Fri hourly at :15 08:15–17:15 (Europe/Berlin)",

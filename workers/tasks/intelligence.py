@@ -1,5 +1,6 @@
-"""intelligence.weekly (Monday 02:00, fan-out + progress), intelligence.generate (one batch),
-intelligence.retry_failed (periodic retry queue)."""
+"""intelligence.weekly (a tick every few minutes: the briefs due at Monday 02:00 in each user's
+timezone, fan-out + progress), intelligence.generate (one batch), intelligence.retry_failed
+(periodic retry queue)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from workers.publish import publish_units
 
 
 def _latest_week() -> date:
-    return weeks.week_just_ended(datetime.now(UTC), settings().timezone)
+    return weeks.latest_ended_week(datetime.now(UTC))
 
 
 @shared_task(base=FocusTask, bind=True, name="intelligence.weekly", ignore_result=False)
@@ -29,25 +30,24 @@ def weekly(
     user_ids: list[str] | None = None,
     force_refresh: bool = False,
 ) -> dict[str, Any]:
-    """Plan the week's batches, publish them, and work through them itself, reporting progress."""
+    """A tick (the briefs that came due, each in its user's timezone), or the week and users asked
+    for: plan the batches, publish them, and work through them itself, reporting progress."""
     config = settings()
-    if trigger == "beat" and not weeks.beat_window_open(
-        datetime.now(UTC), config.timezone, config.intelligence_grace_seconds
-    ):
-        return {"status": "skipped", "reason": "outside the Monday 02:00 window and its grace period"}
     db = db_session()
     plan = job.plan_weekly(
         db,
+        now=datetime.now(UTC),
         trigger=trigger,
         task_id=self.request.id,
-        week_of=ended_week(week_of, _latest_week()),
         batch_size=config.intelligence_batch_size,
+        catch_up_weeks=config.intelligence_catch_up_weeks,
+        week_of=None if week_of is None else ended_week(week_of, _latest_week()),
         user_ids=user_ids,
         force_refresh=force_refresh,
     )
     if plan.run_id is None:
         return plan.summary
-    publish_units(generate.name, plan.units)
+    publish_units(generate.name, plan.units, args_of=job.unit_args)
     return job.work_through(
         db,
         redis_client(),
@@ -83,7 +83,7 @@ def generate(
         db_session(),
         redis_client(),
         user_ids,
-        week_of=None if unit is not None else ended_week(week_of, _latest_week(), required=True),
+        week_of=None if week_of is None and unit else ended_week(week_of, _latest_week(), required=True),
         force_refresh=force_refresh,
         llm=provider_from_settings(config),
         unit=unit,
@@ -106,4 +106,4 @@ def retry_failed(self: FocusTask, trigger: str = "manual") -> dict[str, Any]:
         policy=retry_queue.RetryPolicy.from_settings(config),
         llm=provider_from_settings(config),
     )
-    return {**summary, "republished": publish_units(generate.name, lost)}
+    return {**summary, "republished": publish_units(generate.name, lost, args_of=job.unit_args)}

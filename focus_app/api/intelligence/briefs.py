@@ -54,8 +54,7 @@ def latest_brief() -> dict[str, Any]:
 @blp.alt_response(404, description="No brief for that week")
 def brief_for_week(week_of: str) -> dict[str, Any]:
     """The caller's brief for the week starting on `week_of` (a Monday, YYYY-MM-DD)"""
-    latest = weeks.week_just_ended(datetime.now(UTC), settings().timezone)
-    week = weeks.parse_week_of(week_of, latest)
+    week = weeks.parse_week_of(week_of, weeks.latest_ended_week(datetime.now(UTC)))
     return cache.brief_view(
         db_session(), redis_client(), current_user_id(), week, ttl_seconds=settings().brief_cache_ttl_seconds
     )

@@ -72,14 +72,15 @@ def update_settings(
 ) -> dict[str, Any]:
     """Apply a partial change in one transaction. A new timezone moves every local hour and day of
     the profile, so it bumps sessions_version and raises the profile flag exactly like a session
-    change does."""
+    change does. A new timezone or new brief preferences leave the next brief's due time to the
+    next tick (it is Monday 02:00 in the new zone; turning briefs on brings the missed weeks)."""
     flag_version = None
     if timezone is not None:
         validate_timezone(timezone)
         flag_version = db.execute(
             update(User)
             .where(User.id == user_id, User.timezone != timezone)
-            .values(timezone=timezone, sessions_version=User.sessions_version + 1)
+            .values(timezone=timezone, sessions_version=User.sessions_version + 1, brief_due_at=None)
             .returning(User.sessions_version)
         ).scalar_one_or_none()
     if weekly_brief:
@@ -94,6 +95,7 @@ def update_settings(
             .values(user_id=user_id, **values)
             .on_conflict_do_update(index_elements=["user_id"], set_={**values, "updated_at": func.now()})
         )
+        db.execute(update(User).where(User.id == user_id).values(brief_due_at=None))
     db.commit()
     if flag_version is not None:
         flags.sessions_changed(client, user_id, flag_version, flag_ttl_seconds)

@@ -116,13 +116,16 @@ def compute_batch(
     )
     if unit is not None and not fanout.claim(db, unit):
         return {"status": "duplicate", "run_id": str(unit.run_id), "unit": unit.unit_no}
-    outcome = profiles.compute_profiles(db, user_ids, min_sessions)
+    users = list(dict.fromkeys(user_ids))
+    # Claimed before the computation reads the sessions, cleared after the commit (flags.py).
+    token = flags.claim_flags(client, users)
+    outcome = profiles.compute_profiles(db, users, min_sessions)
     finished = None
     if unit is not None:
         counts = fanout.Counts(succeeded=outcome.computed, skipped=outcome.skipped)
         finished = fanout.count(db, unit, counts)
     db.commit()
-    flags.clear_flags_and_cache(client, outcome.versions)
+    flags.clear_flags_and_cache(client, users, token)
     if finished is not None:
         _log_finished(finished)
     return {"status": "done", "computed": outcome.computed, "skipped": outcome.skipped}

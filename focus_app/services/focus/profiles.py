@@ -36,9 +36,6 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    # Every requested user with the sessions_version this computation saw; None for a user that
-    # does not exist (any flag of theirs is garbage).
-    versions: list[tuple[str, int | None]]
     computed: int
     skipped: int  # too few sessions, or no such user
 
@@ -154,7 +151,7 @@ marked AS (
     FROM batch b
     WHERE u.id = ANY(:user_ids) AND u.id = b.user_id AND u.profiled_version < b.sessions_version
 )
-SELECT b.user_id, b.sessions_version, (u.user_id IS NOT NULL) AS computed
+SELECT b.user_id, (u.user_id IS NOT NULL) AS computed
 FROM batch b LEFT JOIN upserted u USING (user_id)
 """
 )
@@ -163,14 +160,9 @@ FROM batch b LEFT JOIN upserted u USING (user_id)
 def compute_profiles(db: Session, user_ids: list[str], min_sessions: int) -> BatchOutcome:
     """Upsert the profiles of a batch in one statement; the caller commits."""
     rows = db.execute(COMPUTE_PROFILES_SQL, {"user_ids": list(user_ids), "min_sessions": min_sessions}).all()
-    seen = {row.user_id: row.sessions_version for row in rows}
     requested = list(dict.fromkeys(user_ids))
     computed = sum(1 for row in rows if row.computed)
-    return BatchOutcome(
-        versions=[(user_id, seen.get(user_id)) for user_id in requested],
-        computed=computed,
-        skipped=len(requested) - computed,
-    )
+    return BatchOutcome(computed=computed, skipped=len(requested) - computed)
 
 
 PROFILE_FIELDS = (

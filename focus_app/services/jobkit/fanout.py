@@ -5,7 +5,8 @@ start  a beat fire of a disabled job is recorded as `skipped`; a slot that alrea
 plan   the run row and its units are written in one transaction before any message is published
        (the caller publishes `Plan.units` after this commit); a redelivered planner resumes the
        run's pending units; units still pending long after publishing (their message was lost) are
-       published again with the new run's.
+       published again with the new run's. A run that found no work may leave no row at all (a
+       frequent tick must not flood the history).
 claim  a unit is taken by compare-and-set in the transaction that writes its results, so a
        duplicate delivery changes nothing and a killed transaction leaves it pending.
 count  the unit's counts are added to its run in that same transaction; the last unit finishes
@@ -60,6 +61,7 @@ class NewRun:
     result: dict[str, Any]  # the run's parameters and totals, kept in job_runs.result
     summary: dict[str, Any] = field(default_factory=dict)  # more keys for the planning task's result
     result_if_empty: dict[str, Any] | None = None  # the finished run's result when there are no units
+    keep_if_empty: bool = True  # False: a run without units leaves no row (what new_run wrote stays)
 
 
 @dataclass
@@ -118,6 +120,10 @@ def plan(
         return Plan(run.id, units, {"status": "resumed", "run_id": str(run.id), **(run.result or {})})
 
     planned = new_run()
+    if not planned.payloads and not planned.keep_if_empty:
+        db.delete(run)
+        db.commit()
+        return Plan(None, summary={"status": "idle", **planned.summary})
     runs.add_units(db, run, planned.payloads)
     run.result = planned.result
     lost = []

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 from focus_app.models import JobRun
 from focus_app.models.analysis import AnalysisJob
 from focus_app.models.intelligence import JobRetryQueue
+from focus_app.services.intelligence.health import deadline_check
 from focus_app.services.jobkit import keys
 
 log = logging.getLogger(__name__)
@@ -193,6 +195,7 @@ class FocusCollector:
 
     def _database_metrics(self) -> list[Metric]:
         figures = job_figures(self.db)
+        deadline = deadline_check(self.db, datetime.now(UTC))
         self.db.rollback()
         runs = CounterMetricFamily(
             "focus_job_runs", "job_runs rows by job and status", labels=["job", "status"]
@@ -218,4 +221,15 @@ class FocusCollector:
             "failed analysis jobs not yet archived (the dead-letter list, replayable)",
             value=figures.dead_letters,
         )
-        return [runs, last, retry, dead]
+        on_time = GaugeMetricFamily(
+            "focus_weekly_brief_deadline_ratio",
+            "share of users due for more than 4 hours (Monday 02:00 in their timezone) who have "
+            "their weekly brief; 1 when nobody is due yet (alert below 0.999)",
+            value=1.0 if deadline["on_time_share"] is None else deadline["on_time_share"],
+        )
+        overdue = GaugeMetricFamily(
+            "focus_weekly_brief_overdue_users",
+            "users due for more than 4 hours without their weekly brief",
+            value=deadline["due_users"] - deadline["briefed_users"],
+        )
+        return [runs, last, retry, dead, on_time, overdue]
