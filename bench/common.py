@@ -15,6 +15,8 @@ from focus_app.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-0123456789abcdef0123456789"
+# Production settings refuse one value for both secrets.
+ADMIN_KEY = "bench-admin-key-9f8e7d6c5b4a39281706"
 
 
 @contextmanager
@@ -46,7 +48,7 @@ def environment(database_url: str, redis_url: str, **extra: str) -> dict[str, st
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "JWT_SECRET": SECRET,
-        "ADMIN_API_KEY": SECRET,
+        "ADMIN_API_KEY": ADMIN_KEY,
         "LOG_LEVEL": "WARNING",
         **extra,
     }

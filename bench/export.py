@@ -16,7 +16,7 @@ import tracemalloc
 
 from sqlalchemy import select, text
 
-from bench.common import SECRET, servers
+from bench.common import ADMIN_KEY, SECRET, servers
 from focus_app import create_app
 from focus_app.api.auth import issue_token
 from focus_app.config import Settings
@@ -67,7 +67,7 @@ def main() -> None:
                 database_url=database_url,
                 redis_url=redis_url,
                 jwt_secret=SECRET,
-                admin_api_key=SECRET,
+                admin_api_key=ADMIN_KEY,
                 log_level="WARNING",
             )
         )

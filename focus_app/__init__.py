@@ -31,11 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         API_VERSION="v1",
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api",
-        OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
-        OPENAPI_REDOC_PATH="/redoc",
-        OPENAPI_REDOC_URL="https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
+        OPENAPI_JSON_PATH="openapi.json",  # Swagger UI at /api/docs is served by focus_app.web
     )
     app.extensions["settings"] = settings
     database = Database.connect(settings.database_url)
@@ -71,10 +67,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         logs.clear()
 
     from focus_app.api import register_api
+    from focus_app.security import register_headers
     from focus_app.web import register_web
     from workers.celery_app import celery_init_app
 
     register_api(app)
     register_web(app)
+    register_headers(app, settings.cors_origins)
     celery_init_app(app)
     return app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -19,7 +20,20 @@ JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
 LLM_PROVIDERS = ("none", "anthropic", "openai")
 WEAK_SECRETS = {"secret", "changeme", "change-me", "password", "admin", "dev", "test"}
 MIN_SECRET_LENGTH = 16
+# Words a hand-made or default secret is built from; what is left without them must still be long.
+COMMON_WORDS = (
+    "password", "passwd", "secret", "changeme", "change", "admin", "letmein", "qwerty", "welcome",
+    "default", "example", "sample", "test", "root", "guest", "flower", "celery", "focus", "token",
+    "apikey", "prod", "user", "login", "pass",
+)  # fmt: skip
+MIN_SECRET_REST = 12
+RANDOM_SECRET_HINT = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+MIN_SECRET_DISTINCT = 8
 DEV_SECRETS_FILE = Path(".data") / "dev-secrets.json"
+# Written by `focus-app run` in development while its embedded servers run (see running_dev_servers).
+DEV_RUN_FILE = Path(".data") / "dev-run.json"
+DEV_CORS_ORIGINS = "http://localhost:*,http://127.0.0.1:*"
+ORIGIN = re.compile(r"^https?://[^/:\s*]+(:(\d{1,5}|\*))?$")
 
 
 class ConfigError(Exception):
@@ -90,6 +104,10 @@ class Settings:
     analysis_archive_after_days: int = 7
     # Where the operator page links to Flower (its own address; the page never calls it).
     flower_url: str = "http://127.0.0.1:5555"
+    # Flower's `user:password[,user:password]`, read by Flower itself; checked here like a secret.
+    flower_basic_auth: str = ""
+    # Browser origins allowed to call the API (CORS); `scheme://host:*` allows any port.
+    cors_origins: tuple[str, ...] = ()
     generated_secrets: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -118,9 +136,13 @@ class Settings:
                 raise ConfigError(name, "must be a redis:// URL")
         if self.jwt_algorithm not in JWT_ALGORITHMS:
             raise ConfigError("JWT_ALGORITHM", f"must be one of {', '.join(JWT_ALGORITHMS)}")
-        for name, secret in (("JWT_SECRET", self.jwt_secret), ("ADMIN_API_KEY", self.admin_api_key)):
-            if len(secret) < MIN_SECRET_LENGTH or secret.lower() in WEAK_SECRETS:
-                raise ConfigError(name, f"must be a random value of at least {MIN_SECRET_LENGTH} characters")
+        self._validate_secrets()
+        for origin in self.cors_origins:
+            if not ORIGIN.match(origin):
+                raise ConfigError(
+                    "CORS_ORIGINS",
+                    f"{origin!r} is not an origin like https://app.example.org or http://localhost:*",
+                )
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -140,6 +162,26 @@ class Settings:
                 "must be above TASK_TIME_LIMIT_SECONDS, or a running task is delivered twice",
             )
 
+    def _validate_secrets(self) -> None:
+        """Every environment: 16+ characters. Production also refuses what can be guessed: a
+        repeated character or word, common words, a secret used twice, a default Flower login."""
+        named = [("JWT_SECRET", self.jwt_secret, ""), ("ADMIN_API_KEY", self.admin_api_key, "")]
+        for login in filter(None, self.flower_basic_auth.split(",")):
+            user, colon, password = login.partition(":")
+            if not (user and colon and password):
+                raise ConfigError("FLOWER_BASIC_AUTH", "must be user:password (comma-separated for several)")
+            named.append(("FLOWER_BASIC_AUTH", password, user))
+        seen: dict[str, str] = {}
+        for name, secret, user in named:
+            problem = secret_problem(secret, strict=self.is_production)
+            if problem:
+                raise ConfigError(name, problem)
+            if self.is_production and secret == user:
+                raise ConfigError(name, "the password must not be the user name")
+            if self.is_production and secret in seen:
+                raise ConfigError(name, f"must differ from {seen[secret]}")
+            seen.setdefault(secret, name)
+
     def _validate_llm(self) -> None:
         if self.llm_provider not in LLM_PROVIDERS:
             raise ConfigError("LLM_PROVIDER", f"must be one of {', '.join(LLM_PROVIDERS)}")
@@ -155,6 +197,10 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
+        if env.get("FOCUS_ENV", "development") == "development" and not (
+            env.get("DATABASE_URL") or env.get("REDIS_URL")
+        ):
+            env = {**env, **running_dev_servers()}
         environment = env.get("FOCUS_ENV", "production")
         secrets_found = {name: env.get(name, "") for name in ("JWT_SECRET", "ADMIN_API_KEY")}
         generated: tuple[str, ...] = ()
@@ -186,6 +232,14 @@ class Settings:
             "llm_base_url": env.get("LLM_BASE_URL", ""),
             "llm_model": env.get("LLM_MODEL", ""),
             "flower_url": env.get("FLOWER_URL") or f"http://127.0.0.1:{env.get('FLOWER_PORT', '5555')}",
+            "flower_basic_auth": env.get("FLOWER_BASIC_AUTH", ""),
+            "cors_origins": tuple(
+                origin.strip().rstrip("/")
+                for origin in env.get(
+                    "CORS_ORIGINS", DEV_CORS_ORIGINS if environment == "development" else ""
+                ).split(",")
+                if origin.strip()
+            ),
             "generated_secrets": generated,
         }
         for f in fields(cls):
@@ -197,6 +251,22 @@ class Settings:
             elif f.type == "float":
                 values[f.name] = _non_negative_float(f.name.upper(), raw)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def secret_problem(secret: str, *, strict: bool) -> str | None:
+    """Why `secret` is too weak (None when it is not); `strict` adds the rules of production."""
+    if len(secret) < MIN_SECRET_LENGTH or secret.lower() in WEAK_SECRETS:
+        return f"must be a random value of at least {MIN_SECRET_LENGTH} characters"
+    if not strict:
+        return None
+    if len(set(secret)) < MIN_SECRET_DISTINCT or re.fullmatch(r"(.+?)\1+", secret, re.DOTALL):
+        return f"repeats itself: use a random value ({RANDOM_SECRET_HINT})"
+    rest = secret.lower()
+    for word in COMMON_WORDS:
+        rest = rest.replace(word, "")
+    if len(rest) < MIN_SECRET_REST:
+        return f"is made of common words or a default value: use a random value ({RANDOM_SECRET_HINT})"
+    return None
 
 
 def _positive_int(name: str, raw: str) -> int:
@@ -217,6 +287,27 @@ def _non_negative_float(name: str, raw: str) -> float:
     if not value >= 0:
         raise ConfigError(name, f"must not be negative, got {raw}")
     return value
+
+
+def running_dev_servers() -> dict[str, str]:
+    """FOCUS_ENV, DATABASE_URL and REDIS_URL of the `focus-app run` (development) that runs from this
+    checkout, so `celery -A workers call …` and `focus-app token` typed beside it find its embedded
+    servers and secrets without variables; empty when none runs. Production sets DATABASE_URL
+    (or FOCUS_ENV=production) and never reads this file."""
+    try:
+        state = json.loads(DEV_RUN_FILE.read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # no file, unreadable, or its `focus-app run` has stopped
+    return {name: str(state[name]) for name in ("FOCUS_ENV", "DATABASE_URL", "REDIS_URL") if name in state}
+
+
+def record_dev_servers(pid: int, database_url: str, redis_url: str) -> None:
+    """Called by `focus-app run` in development once its servers are up (see running_dev_servers)."""
+    DEV_RUN_FILE.parent.mkdir(parents=True, exist_ok=True)
+    state = {"pid": pid, "FOCUS_ENV": "development", "DATABASE_URL": database_url, "REDIS_URL": redis_url}
+    DEV_RUN_FILE.write_text(json.dumps(state, indent=2))
+    DEV_RUN_FILE.chmod(0o600)
 
 
 def _fill_dev_secrets(found: dict[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:

@@ -71,6 +71,17 @@ def ensure_database(url: str) -> None:
     admin.dispose()
 
 
+def port_is_free(host: str, port: int) -> bool:
+    """Nothing listens there (a stopped server's connections in TIME_WAIT do not count)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

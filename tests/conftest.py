@@ -73,7 +73,7 @@ def make_settings(database_url: str, redis_url: str, **overrides) -> Settings:
     return Settings(**values)
 
 
-def process_environment(settings: Settings) -> dict[str, str]:
+def process_environment(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment of a process a test starts (`celery call`, Flower), on the test servers."""
     return {
         **os.environ,
@@ -82,6 +82,7 @@ def process_environment(settings: Settings) -> dict[str, str]:
         "JWT_SECRET": TEST_SECRET,
         "ADMIN_API_KEY": TEST_ADMIN_KEY,
         "LOG_LEVEL": "WARNING",
+        **extra,
     }
 
 

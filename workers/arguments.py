@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Any
 
+from focus_app.services.focus.users import user_id_problem
 from focus_app.services.intelligence.weeks import week_of_problem
 from focus_app.services.jobkit.fanout import Unit
 
-MAX_USER_ID_LENGTH = 128
 TRIGGERS = ("beat", "manual", "api")
 ENTITY_TYPES = ("user", "bot")
 
@@ -25,21 +25,17 @@ class InvalidTaskArguments(ValueError):
 
 
 def user_id_list(value: Any, name: str = "user_ids") -> list[str]:
-    if not isinstance(value, list) or not all(
-        isinstance(item, str) and 0 < len(item) <= MAX_USER_ID_LENGTH for item in value
-    ):
-        raise InvalidTaskArguments(
-            f"{name} must be a list of user id strings (1 to {MAX_USER_ID_LENGTH} characters), "
-            f"got {value!r:.200}"
-        )
+    if not isinstance(value, list):
+        raise InvalidTaskArguments(f"{name} must be a list of user id strings, got {value!r:.200}")
+    for index, item in enumerate(value):
+        user_id(item, f"{name}[{index}]")
     return value
 
 
 def user_id(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_USER_ID_LENGTH:
-        raise InvalidTaskArguments(
-            f"{name} must be a user id string (1 to {MAX_USER_ID_LENGTH} characters), got {value!r:.100}"
-        )
+    problem = user_id_problem(value)
+    if problem:
+        raise InvalidTaskArguments(f"{name} {problem}, got {value!r:.100}")
     return value
 
 
@@ -50,10 +46,18 @@ def a_uuid(value: Any, name: str) -> uuid.UUID:
         raise InvalidTaskArguments(f"{name} must be a UUID, got {value!r:.100}") from None
 
 
-def non_negative_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidTaskArguments(f"{name} must be a non-negative integer, got {value!r:.100}")
-    return value
+def whole_number(low: int, high: int) -> Callable[[Any, str], int]:
+    """An integer in [low, high]: beyond its range a number overflows a date or a column later,
+    inside the task, as an error that names nothing."""
+
+    def check(value: Any, name: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InvalidTaskArguments(
+                f"{name} must be a whole number from {low} to {high}, got {value!r:.100}"
+            )
+        return value
+
+    return check
 
 
 def one_of(allowed: Iterable[str]) -> Callable[[Any, str], str]:
@@ -102,11 +106,11 @@ CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "entity_type": one_of(ENTITY_TYPES),
     "job_id": a_uuid,
     "run_id": a_uuid,
-    "unit_no": non_negative_int,
+    "unit_no": whole_number(0, 2**31 - 1),
     "dry_run": boolean,
     "force_refresh": boolean,
     "week_of": monday,
-    "older_than_days": non_negative_int,
+    "older_than_days": whole_number(0, 36_500),
     "task_id": task_id,
 }
 

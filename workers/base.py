@@ -9,7 +9,8 @@ Around a task's own body (argument parsing plus one service call) it
 - rolls back the database session after any error, retries transient errors (database or
   connection briefly unavailable, a provider's retryable error) with exponential backoff, full
   jitter and a cap, and once out of retries (or on an error a retry cannot fix) calls the task's
-  `gave_up` hook, so its unit is counted as failed and its run finishes.
+  `gave_up` hook, so its unit is counted as failed and its run finishes;
+- a task that fails for good leaves no run it started `running`: they are failed with its error.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from flask import Flask
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from focus_app.extensions import db_session, redis_client, settings
-from focus_app.services.jobkit import runs, switches
+from focus_app.services.jobkit import fanout, runs, switches
 from focus_app.services.jobkit.errors import DomainError, RecordedFailure
 from focus_app.services.ops import parked
 from workers.arguments import InvalidTaskArguments, checked
@@ -67,14 +68,19 @@ class FocusTask(Task):
             arguments = self._checked_arguments(args, kwargs)
             try:
                 return self.run(**arguments)
-            except (TaskPredicate, InvalidTaskArguments, DomainError, RecordedFailure):
+            except TaskPredicate:
                 db_session().rollback()
+                raise
+            except (InvalidTaskArguments, DomainError, RecordedFailure) as exc:
+                db_session().rollback()
+                self._fail_open_runs(exc)
                 raise
             except Exception as exc:
                 db_session().rollback()
                 if is_transient(exc) and self._may_retry():
                     raise self._retry_later(exc) from exc
                 self._give_up(exc, arguments)
+                self._fail_open_runs(exc)
                 raise
 
     def beat_slot(self, trigger: str, interval_seconds: int) -> str | None:
@@ -116,6 +122,16 @@ class FocusTask(Task):
             # Still down: the unit stays pending and a later run publishes it again.
             db_session().rollback()
             log.warning("%s: failure not recorded (%s); its unit stays pending", self.name, record_error)
+
+    def _fail_open_runs(self, exc: BaseException) -> None:
+        try:
+            failed = fanout.crashed(db_session(), self.request.id, error_text(exc))
+        except SQLAlchemyError as record_error:
+            db_session().rollback()
+            log.warning("%s: open runs not failed (%s)", self.name, record_error)
+            return
+        if failed:
+            log.warning("%s failed (%s): %d open run(s) marked failed", self.name, error_text(exc), failed)
 
     def _enforce_delivery_limit(self) -> None:
         """A message that killed its worker TASK_MAX_DELIVERIES times is parked, not run: Reject

@@ -15,7 +15,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
-from focus_app.api.base import reject_nul
+from focus_app.api.base import apply_body_limit, reject_unknown_query_arguments, reject_unstorable
 from focus_app.api.ops.metrics import blueprint as metrics_blueprint
 from focus_app.services.jobkit.errors import Conflict, DomainError, InvalidInput, NotFound
 
@@ -24,13 +24,20 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 
 
+# Keys an `abort(...)` may add to the error body beside code, status, message and errors.
+EXTRA_ERROR_FIELDS = ("retry_after",)
+
+
 class FocusApi(Api):
-    """Every error body carries a message, including the ones Werkzeug raises (404, 405, 413)."""
+    """Every error body is {code, status, message, errors?}, including the ones Werkzeug raises
+    (404, 405, 413) and a 429 with its `retry_after`."""
 
     def handle_http_exception(self, error: HTTPException) -> tuple[dict[str, Any], int, Any]:
         payload, code, headers = super().handle_http_exception(error)
         if "message" not in payload:
             payload["message"] = "invalid input, see errors" if code == 422 else error.description
+        data = getattr(error, "data", None) or {}
+        payload.update({key: data[key] for key in EXTRA_ERROR_FIELDS if key in data})
         return payload, code, headers
 
 
@@ -55,8 +62,11 @@ def register_api(app: Flask) -> Api:
     app.register_blueprint(metrics_blueprint)
 
     @app.before_request
-    def reject_nul_in_path() -> None:
-        reject_nul("path", request.view_args or {})
+    def check_request() -> None:
+        apply_body_limit()
+        reject_unstorable("path", request.view_args or {})
+        if request.path.startswith(API_PREFIX + "/"):
+            reject_unknown_query_arguments()
 
     _register_error_handlers(app, api)
     return api

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, update
+from sqlalchemy import func, insert, update
 from sqlalchemy.orm import Session
 
 from focus_app.models import FocusSession, JobRun, Task, User
-from focus_app.models.analysis import ChatMessage
+from focus_app.models.analysis import AnalysisJob, ChatMessage
 from focus_app.services.analysis import jobs as analysis_jobs
 from focus_app.services.analysis import run as analysis_run
 from focus_app.services.analysis import triggers
@@ -126,3 +126,19 @@ def make_failed_analysis_job(db: Session, user_id: str, context_type: str = "wor
     outcome = analysis_run.run_job(db, job.id, _BrokenProvider(), rules)
     assert outcome.status == "failed", outcome
     return job.id
+
+
+def make_analysed_job(db: Session, user_id: str, context_type: str, minutes_ago: int) -> None:
+    """A completed analysis that ran the analyser `minutes_ago`: it counts for the rate limit."""
+    db.execute(
+        insert(AnalysisJob).values(
+            user_id=user_id,
+            context_type=context_type,
+            priority="low",
+            source="chat",
+            status="completed",
+            outcome="analysed",
+            created_at=func.now() - timedelta(minutes=minutes_ago),
+        )
+    )
+    db.commit()

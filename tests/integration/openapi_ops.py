@@ -10,6 +10,7 @@ from functools import cache
 from tests.conftest import make_settings
 
 GLOBAL_SECURITY = [{"bearerAuth": []}]
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Operation:
     path_params: dict[str, dict]
     has_body: bool
     parameters: int
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # the document's x-max-body-bytes, where it has one
 
     @property
     def id(self) -> str:
@@ -73,6 +75,7 @@ def operations() -> tuple[Operation, ...]:
                     params,
                     "requestBody" in op,
                     len(declared),
+                    op.get("x-max-body-bytes", DEFAULT_MAX_BODY_BYTES),
                 )
             )
     return tuple(found)

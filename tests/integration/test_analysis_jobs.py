@@ -18,7 +18,7 @@ from focus_app.services.analysis import triggers
 from focus_app.services.focus.users import ensure_user
 from tests.conftest import TEST_ADMIN_KEY
 from tests.integration.conftest import wait_for
-from tests.integration.factories import make_user
+from tests.integration.factories import make_analysed_job, make_user
 from tests.integration.llm_stub import LLMStub
 from workers.publish import publish_analysis_runs
 
@@ -211,18 +211,7 @@ def test_view_trigger_when_missing_or_older_than_an_hour(client, auth, db):
 def test_manual_refresh_rate_limit_and_open_job(client, auth, db):
     headers = auth("manual")
     make_user(db, "manual")
-    db.execute(
-        insert(AnalysisJob).values(
-            user_id="manual",
-            context_type="work",
-            priority="low",
-            source="chat",
-            status="completed",
-            outcome="analysed",
-            created_at=func.now() - timedelta(minutes=30),
-        )
-    )
-    db.commit()
+    make_analysed_job(db, "manual", "work", minutes_ago=30)
 
     limited = client.post("/api/v1/profile/analyze", json={"context_type": "work"}, headers=headers)
     assert limited.status_code == 429

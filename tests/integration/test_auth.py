@@ -27,7 +27,7 @@ BAD_CREDENTIALS = {
     "empty bearer": {"Authorization": "Bearer "},
     "garbage": {"Authorization": "Bearer not.a.jwt"},
     "wrong signature": {"Authorization": f"Bearer {token(secret=OTHER_SECRET)}"},
-    "expired": {"Authorization": f"Bearer {token(exp=int(time.time()) - 10)}"},
+    "expired": {"Authorization": "Bearer " + token(exp=int(time.time()) - 10)},
     "no expiry": {"Authorization": "Bearer " + jwt.encode({"sub": "alice"}, TEST_SECRET, "HS256")},
     "no subject": {"Authorization": "Bearer " + jwt.encode({"exp": int(time.time()) + 60}, TEST_SECRET)},
     "alg none": {
@@ -38,6 +38,18 @@ BAD_CREDENTIALS = {
         "Authorization": "Bearer "
         + jwt.encode({"sub": 42, "exp": int(time.time()) + 60}, TEST_SECRET, "HS256")
     },
+    # Signed with the right key, but the subject could not be stored or would forge a log line.
+    "subject with NUL": {"Authorization": "Bearer " + token(sub="ali\u0000ce")},
+    "subject with a lone surrogate": {"Authorization": "Bearer " + token(sub="ali\ud800ce")},
+    "subject of spaces": {"Authorization": "Bearer " + token(sub="   ")},
+    "subject with a newline": {"Authorization": "Bearer " + token(sub="alice\nlevel=INFO forged")},
+    "subject with a line separator": {"Authorization": "Bearer " + token(sub="alice\u2028forged")},
+    "subject with a tab": {"Authorization": "Bearer " + token(sub="ali\tce")},
+    "subject padded": {"Authorization": "Bearer " + token(sub=" alice")},
+    # NaN compares false with every time: the token never expired.
+    "exp NaN": {"Authorization": "Bearer " + token(exp=float("nan"))},
+    "exp Infinity": {"Authorization": "Bearer " + token(exp=float("inf"))},
+    "nbf NaN": {"Authorization": "Bearer " + token(nbf=float("nan"))},
 }
 
 
@@ -66,13 +78,13 @@ def test_a_valid_token_creates_the_user_on_first_use(client, db):
 
 def test_a_token_checked_once_still_expires_and_must_be_valid_yet(client):
     """Signatures are verified once per token and process; exp and nbf on every request."""
-    short_lived = {"Authorization": f"Bearer {token(exp=int(time.time()) + 2)}"}
+    short_lived = {"Authorization": "Bearer " + token(exp=int(time.time()) + 2)}
     assert client.get("/api/v1/focus-sessions/active", headers=short_lived).status_code == 200
     time.sleep(2.1)
     expired = client.get("/api/v1/focus-sessions/active", headers=short_lived)
     assert expired.status_code == 401 and expired.json["message"] == "token expired"
 
-    early = {"Authorization": f"Bearer {token(nbf=int(time.time()) + 60)}"}
+    early = {"Authorization": "Bearer " + token(nbf=int(time.time()) + 60)}
     for _ in range(2):
         refused = client.get("/api/v1/focus-sessions/active", headers=early)
         assert refused.status_code == 401 and "not yet valid" in refused.json["message"]
@@ -80,9 +92,9 @@ def test_a_token_checked_once_still_expires_and_must_be_valid_yet(client):
 
 def test_a_new_user_on_a_write_path_is_created_in_its_timezone(client, db):
     """Session start and chat posts create the user row inside their own statement."""
-    berlin = {"Authorization": f"Bearer {token(sub='bob', zoneinfo='Europe/Berlin')}"}
+    berlin = {"Authorization": "Bearer " + token(sub="bob", zoneinfo="Europe/Berlin")}
     assert client.post("/api/v1/focus-sessions/start", json={}, headers=berlin).status_code == 201
-    lisbon = {"Authorization": f"Bearer {token(sub='carol', zoneinfo='Europe/Lisbon')}"}
+    lisbon = {"Authorization": "Bearer " + token(sub="carol", zoneinfo="Europe/Lisbon")}
     message = {"context_type": "work", "content": "hello"}
     assert client.post("/api/v1/chat/messages", json=message, headers=lisbon).status_code == 201
 
@@ -172,8 +184,8 @@ OWNED_BY_ALICE = {
 @pytest.mark.parametrize("op", select(lambda op: op.user and op.path_params))
 def test_another_users_resource_answers_404(client, db, redis_conn, op):
     assert op.template in OWNED_BY_ALICE, f"add a factory for {op.template} to OWNED_BY_ALICE"
-    alice = {"Authorization": f"Bearer {token(sub='alice')}"}
-    bob = {"Authorization": f"Bearer {token(sub='bob')}"}
+    alice = {"Authorization": "Bearer " + token(sub="alice")}
+    bob = {"Authorization": "Bearer " + token(sub="bob")}
     client.get("/api/v1/focus-sessions/active", headers=alice)  # alice exists
     path = op.path(**OWNED_BY_ALICE[op.template](client, db, redis_conn, alice))
     body = {"was_completed": True} if op.template.endswith("/end") else {}
@@ -187,8 +199,9 @@ def test_another_users_resource_answers_404(client, db, redis_conn, op):
 
 @pytest.mark.parametrize("op", select(lambda op: op.has_body))
 def test_bodies_over_the_limit_answer_413(client, op):
+    """64 KiB, or the endpoint's own documented limit (`x-max-body-bytes`)."""
     headers = {"X-API-Key": TEST_ADMIN_KEY} if op.admin else {"Authorization": f"Bearer {token()}"}
-    oversized = '{"content": "' + "x" * (64 * 1024) + '"}'
+    oversized = '{"content": "' + "x" * op.max_body_bytes + '"}'
 
     response = client.open(
         op.path(), method=op.method, data=oversized, content_type="application/json", headers=headers

@@ -1,4 +1,6 @@
-"""Flower, started as operators start it, refuses visitors without its basic-auth credentials."""
+"""Flower, started as operators start it, refuses visitors without its basic-auth credentials.
+The credentials come from FLOWER_BASIC_AUTH in its environment (Flower reads FLOWER_* variables
+itself), never from its command line, where every local user could read them in `ps`."""
 
 from __future__ import annotations
 
@@ -33,10 +35,9 @@ def status_of(url: str, credentials: str | None = None) -> int:
 @pytest.fixture
 def flower(test_settings):
     port = free_port()
-    env = process_environment(test_settings)
+    env = process_environment(test_settings, FLOWER_BASIC_AUTH=CREDENTIALS)
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers", "flower", "--address=127.0.0.1",
-         f"--port={port}", f"--basic-auth={CREDENTIALS}"],
+        [sys.executable, "-m", "celery", "-A", "workers", "flower", "--address=127.0.0.1", f"--port={port}"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

@@ -5,9 +5,15 @@ from focus_app.config import ConfigError, Settings
 GOOD = {
     "DATABASE_URL": "postgresql://postgres@127.0.0.1/focus",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
-    "JWT_SECRET": "a" * 8 + "b" * 8 + "c" * 16,
-    "ADMIN_API_KEY": "k" * 20 + "x" * 12,
+    "JWT_SECRET": "q8Vz-3JfLw0_pR7nXk2sT9bYcE4mHa6u",
+    "ADMIN_API_KEY": "Zt5rK0wN-8yQe2_LpV7cJx3MbF9hGd1s",
 }
+
+
+@pytest.fixture(autouse=True)
+def outside_any_checkout(tmp_path, monkeypatch):
+    """No .data/ of a running `make run` in the working directory changes what these tests see."""
+    monkeypatch.chdir(tmp_path)
 
 
 def test_a_complete_environment_loads_with_defaults():
@@ -38,6 +44,9 @@ def test_a_complete_environment_loads_with_defaults():
         ({"LLM_PROVIDER": "openai"}, "LLM_BASE_URL"),
         ({"LLM_COST_INPUT_PER_MTOK": "-1"}, "LLM_COST_INPUT_PER_MTOK"),
         ({"FLOWER_URL": "127.0.0.1:5555"}, "FLOWER_URL"),
+        ({"CORS_ORIGINS": "https://app.example.org/path"}, "CORS_ORIGINS"),
+        ({"CORS_ORIGINS": "*"}, "CORS_ORIGINS"),
+        ({"FLOWER_BASIC_AUTH": "operator"}, "FLOWER_BASIC_AUTH"),
     ],
 )
 def test_a_bad_setting_stops_start_up_naming_it(override, setting):
@@ -75,3 +84,55 @@ def test_production_never_generates_secrets(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="JWT_SECRET"):
         Settings.from_env(env)
     assert not (tmp_path / ".data").exists()
+
+
+WEAK_IN_PRODUCTION = {
+    "the same value twice": (
+        {"ADMIN_API_KEY": GOOD["JWT_SECRET"]},
+        "ADMIN_API_KEY",
+        "must differ from JWT_SECRET",
+    ),
+    "one character repeated": ({"JWT_SECRET": "a" * 16}, "JWT_SECRET", "repeats itself"),
+    "a word repeated": ({"JWT_SECRET": "passwordpassword"}, "JWT_SECRET", "repeats itself"),
+    "two characters repeated": ({"ADMIN_API_KEY": "ab" * 16}, "ADMIN_API_KEY", "repeats itself"),
+    "common words": ({"JWT_SECRET": "MySuperSecretPassword1"}, "JWT_SECRET", "common words"),
+    "flower admin:admin": ({"FLOWER_BASIC_AUTH": "admin:admin"}, "FLOWER_BASIC_AUTH", "at least 16"),
+    "flower password = user": (
+        {"FLOWER_BASIC_AUTH": "operator-2f9Kq7Zx:operator-2f9Kq7Zx"},
+        "FLOWER_BASIC_AUTH",
+        "user name",
+    ),
+    "flower password = admin key": (
+        {"FLOWER_BASIC_AUTH": "ops:" + GOOD["ADMIN_API_KEY"]},
+        "FLOWER_BASIC_AUTH",
+        "must differ from ADMIN_API_KEY",
+    ),
+    "flower weak second login": (
+        {"FLOWER_BASIC_AUTH": "ops:Wn4-kQz8Lr2_Vx7pTb3m,guest:welcome-to-flower"},
+        "FLOWER_BASIC_AUTH",
+        "common words",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", WEAK_IN_PRODUCTION)
+def test_production_refuses_weak_equal_repeated_common_and_default_secrets(case):
+    override, setting, reason = WEAK_IN_PRODUCTION[case]
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({**GOOD, **override})
+    assert error.value.setting == setting
+    assert reason in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_production_accepts_random_secrets_and_a_strong_flower_login():
+    settings = Settings.from_env({**GOOD, "FLOWER_BASIC_AUTH": "ops:Wn4-kQz8Lr2_Vx7pTb3mYc"})
+    assert settings.flower_basic_auth == "ops:Wn4-kQz8Lr2_Vx7pTb3mYc"
+
+
+def test_cors_origins_default_to_none_in_production_and_to_local_ports_in_development():
+    assert Settings.from_env(GOOD).cors_origins == ()
+    development = Settings.from_env({**GOOD, "FOCUS_ENV": "development"})
+    assert development.cors_origins == ("http://localhost:*", "http://127.0.0.1:*")
+    given = Settings.from_env({**GOOD, "CORS_ORIGINS": " https://app.example.org/ , http://localhost:3000"})
+    assert given.cors_origins == ("https://app.example.org", "http://localhost:3000")

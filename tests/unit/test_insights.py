@@ -84,3 +84,15 @@ def test_peak_hour_is_recognised():
     insights = by_metric(build_session_insights(facts(local_hour=14), AVERAGE, [9, 14, 22]))
     assert insights["peak_hour"]["message"] == "You worked in one of your peak focus hours (14:00)."
     assert "peak_hour" not in by_metric(build_session_insights(facts(local_hour=3), AVERAGE, [9]))
+
+
+def test_a_first_session_with_interruptions_says_there_is_nothing_to_compare_yet():
+    """It used to say "1 interruptions, no more than usual for you" against zero sessions."""
+    first = UserAverages(sessions=0, duration_minutes=None, interruptions=None, focus_score=None)
+    insight = by_metric(build_session_insights(facts(interruption_count=1), first, []))["interruptions"]
+    assert insight == {
+        "type": "neutral",
+        "metric": "interruptions",
+        "message": "1 interruption; nothing to compare with yet: "
+        "your average starts after your next session.",
+    }

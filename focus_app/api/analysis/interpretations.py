@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import marshmallow as ma
+from flask_smorest import abort
 
 from focus_app.api.analysis.schemas import CONTEXT_TYPE, AnalysisDecisionSchema, AnalysisJobSchema, rules
 from focus_app.api.auth import current_user_id, require_user
@@ -48,6 +49,13 @@ class AnalyzeSchema(ma.Schema):
     context_type = ma.fields.String(required=True, validate=CONTEXT_TYPE)
 
 
+class RateLimitedSchema(ma.Schema):
+    code = ma.fields.Integer()
+    status = ma.fields.String()
+    message = ma.fields.String()
+    retry_after = ma.fields.Integer(metadata={"description": "seconds until a new analysis is allowed"})
+
+
 class AnalyzeResponseSchema(ma.Schema):
     status = ma.fields.String(metadata={"enum": ["enqueued", "pending"]})
     job = ma.fields.Nested(AnalysisJobSchema)
@@ -72,22 +80,20 @@ def interpretations(args: Args) -> dict[str, Any]:
 @blp.arguments(AnalyzeSchema)
 @blp.response(202, AnalyzeResponseSchema)
 @blp.alt_response(200, schema=AnalyzeResponseSchema, description="a job for this context is already open")
-@blp.alt_response(429, description="rate limited: one analysis per context per hour; see Retry-After")
-def analyze(body: Args) -> tuple[dict[str, Any], int] | tuple[dict[str, Any], int, dict[str, str]]:
+@blp.alt_response(
+    429, schema=RateLimitedSchema, description="rate limited: one analysis per context per hour (Retry-After)"
+)
+def analyze(body: Args) -> tuple[dict[str, Any], int]:
     """Refresh now (high priority); rate limited to one analysis per context per hour"""
     decision = triggers.request_analysis(
         db_session(), current_user_id(), body["context_type"], "manual", rules()
     )
     if decision.status == "rate_limited":
-        return (
-            {
-                "code": 429,
-                "status": "Too Many Requests",
-                "message": f"one analysis per context per hour; retry in {decision.retry_after}s",
-                "retry_after": decision.retry_after,
-            },
+        abort(
             429,
-            {"Retry-After": str(decision.retry_after)},
+            message=f"one analysis per context per hour; retry in {decision.retry_after}s",
+            retry_after=decision.retry_after,
+            headers={"Retry-After": str(decision.retry_after)},
         )
     publish_analysis_runs(decision.to_publish)
     return {"status": decision.status, "job": decision.job}, (202 if decision.status == "enqueued" else 200)

@@ -12,6 +12,7 @@ from marshmallow import validate
 from focus_app.api.auth import require_admin
 from focus_app.api.base import Args, Blueprint
 from focus_app.extensions import db_session, redis_client, settings
+from focus_app.services.focus.users import user_id_problem
 from focus_app.services.intelligence import health as intelligence_health
 from focus_app.services.intelligence import weeks
 from focus_app.services.ops.task_owners import ADMIN_OWNER
@@ -22,11 +23,19 @@ blp = Blueprint("admin_intelligence", __name__, description="Weekly intelligence
 blp.before_request(require_admin)
 ADMIN_SECURITY: list[dict[str, list[str]]] = [{"adminKey": []}]
 MAX_TRIGGER_USERS = 10_000
+# 10,000 ids of the longest ASCII length (128 characters, quoted, comma) take 1.31 MB.
+MAX_TRIGGER_BODY_BYTES = 2 * 1024 * 1024
+
+
+def _valid_user_id(value: str) -> None:
+    problem = user_id_problem(value)
+    if problem:
+        raise ma.ValidationError(problem)
 
 
 class TriggerSchema(ma.Schema):
     user_ids = ma.fields.List(
-        ma.fields.String(validate=validate.Length(min=1, max=128)),
+        ma.fields.String(validate=_valid_user_id),
         load_default=None,
         validate=validate.Length(min=1, max=MAX_TRIGGER_USERS),
         metadata={"description": "Only these users (default: every user with generation enabled)"},
@@ -54,6 +63,7 @@ class IntelligenceHealthSchema(ma.Schema):
 
 @blp.route("/trigger", methods=["POST"])
 @blp.doc(security=ADMIN_SECURITY)
+@blp.body_limit(MAX_TRIGGER_BODY_BYTES)
 @blp.arguments(TriggerSchema)
 @blp.response(202, TriggeredSchema)
 @blp.alt_response(503, description="Broker unavailable, nothing was started")

@@ -72,20 +72,28 @@ def build_session_insights(
                 f"You focused {minutes}min, close to your average of {round(average)}min.",
             )
 
+    interruptions = "interruption" if facts.interruption_count == 1 else "interruptions"
     if facts.interruption_count == 0:
         add("positive", "interruptions", "Perfect focus! No interruptions during this session.")
-    elif averages.interruptions is not None and facts.interruption_count > averages.interruptions:
+    elif averages.sessions == 0 or averages.interruptions is None:
+        add(
+            "neutral",
+            "interruptions",
+            f"{facts.interruption_count} {interruptions}; nothing to compare with yet: "
+            "your average starts after your next session.",
+        )
+    elif facts.interruption_count > averages.interruptions:
         add(
             "suggestion",
             "interruptions",
-            f"{facts.interruption_count} interruptions, more than your average of "
+            f"{facts.interruption_count} {interruptions}, more than your average of "
             f"{averages.interruptions:.1f}. Silencing notifications may help.",
         )
     else:
         add(
             "neutral",
             "interruptions",
-            f"{facts.interruption_count} interruptions, no more than usual for you.",
+            f"{facts.interruption_count} {interruptions}, no more than usual for you.",
         )
 
     if facts.focus_score is not None:

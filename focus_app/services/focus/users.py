@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from sqlalchemy import select
@@ -9,6 +10,24 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from focus_app.models import User
+
+MAX_USER_ID_LENGTH = 128
+# Control characters (NUL, newline...), lone surrogates, line and paragraph separators: PostgreSQL
+# cannot store the first two, and a newline in an id would forge a line in a text log.
+REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+def user_id_problem(value: object) -> str | None:
+    """Why `value` cannot be a user id (None when it can): the token's `sub`, a task argument or
+    an admin's list of users all follow this one rule."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_USER_ID_LENGTH:
+        return f"must be a string of 1 to {MAX_USER_ID_LENGTH} characters"
+    if any(unicodedata.category(char) in REFUSED_CATEGORIES for char in value):
+        return "must not contain control characters, line breaks or lone surrogates"
+    if value.strip() != value or not value.strip():
+        return "must not be blank or start or end with whitespace"
+    return None
+
 
 # The caller's user row, created by the statement that first needs it (id = the token's `sub`).
 NEW_USER_CTE = """new_user AS (

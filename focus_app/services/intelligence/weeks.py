@@ -19,6 +19,8 @@ WEEK = timedelta(days=7)
 DUE_TIME = time(2)  # Monday 02:00, local
 EASTERNMOST = "Etc/GMT-14"  # UTC+14 (Pacific/Kiritimati): where a week ends first
 UNKNOWN_ZONE_FALLBACK = "UTC"
+# A brief looks weeks back from its week: far older dates overflow Python's date range there.
+EARLIEST_WEEK_OF = date(1970, 1, 5)
 
 
 @lru_cache(maxsize=1024)
@@ -108,6 +110,8 @@ def week_of_problem(week_of: date, latest: date) -> str | None:
         return "must be a Monday (the first day of an ISO week)"
     if week_of > latest:
         return f"must be a week that has ended (latest {latest.isoformat()})"
+    if week_of < EARLIEST_WEEK_OF:
+        return f"must be on or after {EARLIEST_WEEK_OF.isoformat()}"
     return None
 
 

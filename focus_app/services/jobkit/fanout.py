@@ -12,6 +12,8 @@ claim  a unit is taken by compare-and-set in the transaction that writes its res
 count  the unit's counts are added to its run in that same transaction; the last unit finishes
        the run (through the family's `finish`, e.g. verification of the weekly run).
 fail   a unit whose task is out of retries is claimed as failed and counted, so its run finishes.
+crash  a task that fails for good finishes the runs it started that are still open as failed, with
+       its error: no run stays `running` after the task that owns it has died of an exception.
 """
 
 from __future__ import annotations
@@ -182,6 +184,14 @@ def fail(
     run = count(db, unit, counts, error=error[:2000], unit_error=unit_error, finish=finish)
     db.commit()
     return run
+
+
+def crashed(db: Session, task_id: str | None, error: str) -> int:
+    """The task `task_id` failed for good: its open runs are failed with `error` (committed); how
+    many there were."""
+    failed = runs.fail_open_runs(db, task_id, error) if task_id else 0
+    db.commit()
+    return failed
 
 
 def _finish(db: Session, run: JobRun) -> None:

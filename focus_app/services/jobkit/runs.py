@@ -166,6 +166,25 @@ def finish_run(db: Session, run: JobRun, status: str | None = None, result: dict
     run.status, run.duration_ms, run.finished_at = row.status, row.duration_ms, row.finished_at
 
 
+def fail_open_runs(db: Session, task_id: str, error: str) -> int:
+    """Finish as failed every run this task started that is still open; how many there were."""
+    return len(
+        db.execute(
+            update(JobRun)
+            .where(JobRun.task_id == task_id, JobRun.status.in_(("pending", "running")))
+            .values(
+                status="failed",
+                finished_at=func.now(),
+                duration_ms=func.floor(
+                    func.extract("epoch", func.clock_timestamp() - JobRun.started_at) * 1000
+                ),
+                error=func.coalesce(JobRun.error, error[:2000]),
+            )
+            .returning(JobRun.id)
+        ).all()
+    )
+
+
 def list_runs(
     db: Session,
     *,
