@@ -27,7 +27,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .base import Base, created_at_column
 
 JOB_PRIORITIES = ("high", "medium", "low")
-JOB_STATUSES = ("pending", "processing", "completed", "failed")
+# deferred: over a budget, waits until next_attempt_at; cancelled: by an operator while pending.
+JOB_STATUSES = ("pending", "processing", "completed", "failed", "deferred", "cancelled")
 JOB_SOURCES = ("chat", "view", "manual")
 JOB_OUTCOMES = ("analysed", "insufficient_data")
 
@@ -62,7 +63,10 @@ class AnalysisJob(Base):
     __tablename__ = "analysis_jobs"
     __table_args__ = (
         CheckConstraint("priority IN ('high', 'medium', 'low')", name="priority_known"),
-        CheckConstraint("status IN ('pending', 'processing', 'completed', 'failed')", name="status_known"),
+        CheckConstraint(
+            "status IN ('pending', 'processing', 'completed', 'failed', 'deferred', 'cancelled')",
+            name="status_known",
+        ),
         CheckConstraint("source IN ('chat', 'view', 'manual')", name="source_known"),
         CheckConstraint("outcome IN ('analysed', 'insufficient_data')", name="outcome_known"),
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),

@@ -23,9 +23,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, created_at_column
 
-RUN_STATUSES = ("pending", "running", "success", "failed", "skipped")
+# cancelled: stopped by an operator; its units still pending are cancelled with it.
+RUN_STATUSES = ("pending", "running", "success", "failed", "skipped", "cancelled")
 RUN_TRIGGERS = ("beat", "manual", "api")
-UNIT_STATUSES = ("pending", "done", "failed")
+UNIT_STATUSES = ("pending", "done", "failed", "cancelled")
 
 
 class JobRun(Base):
@@ -34,7 +35,8 @@ class JobRun(Base):
     __tablename__ = "job_runs"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('pending', 'running', 'success', 'failed', 'skipped')", name="status_known"
+            "status IN ('pending', 'running', 'success', 'failed', 'skipped', 'cancelled')",
+            name="status_known",
         ),
         CheckConstraint("trigger IN ('beat', 'manual', 'api')", name="trigger_known"),
         UniqueConstraint("job_name", "slot"),
@@ -72,7 +74,7 @@ class JobRunUnit(Base):
 
     __tablename__ = "job_run_units"
     __table_args__ = (
-        CheckConstraint("status IN ('pending', 'done', 'failed')", name="status_known"),
+        CheckConstraint("status IN ('pending', 'done', 'failed', 'cancelled')", name="status_known"),
         Index("ix_job_run_units_pending", "created_at", postgresql_where=text("status = 'pending'")),
     )
 
