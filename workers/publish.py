@@ -82,11 +82,13 @@ def publish_analysis_runs(messages: Iterable[RunMessage]) -> list[str | None]:
     """`analysis.run` for each job, its task id recorded on the job; None where the broker was down
     (the job stays pending and the sweeper publishes it)."""
     task_ids = []
+    published = {}
     for message in messages:
         task_id = publish(
             "analysis.run", args=message.args, kwargs=message.kwargs, priority=message.celery_priority
         )
         if task_id is not None:
-            record_published(db_session(), message.job_id, task_id)
+            published[message.job_id] = task_id
         task_ids.append(task_id)
+    record_published(db_session(), published)
     return task_ids

@@ -6,12 +6,10 @@ import marshmallow as ma
 from marshmallow import validate
 
 from focus_app.extensions import settings
-from focus_app.models.analysis import AnalysisJob
-from focus_app.services.analysis.jobs import Rules
+from focus_app.models.analysis import JOB_STATUSES, AnalysisJob
+from focus_app.services.analysis.jobs import CONTEXT_TYPE_PATTERN, CONTEXT_TYPE_RULE, Rules
 
-CONTEXT_TYPE = validate.Regexp(
-    r"^[a-z0-9][a-z0-9_-]{0,49}$", error="lower-case letters, digits, '_' or '-', at most 50 characters"
-)
+CONTEXT_TYPE = validate.Regexp(CONTEXT_TYPE_PATTERN, error=CONTEXT_TYPE_RULE)
 
 
 def rules() -> Rules:
@@ -29,7 +27,7 @@ class AnalysisJobSchema(ma.Schema):
     context_type = ma.fields.String()
     priority = ma.fields.String()
     source = ma.fields.String()
-    status = ma.fields.String(metadata={"enum": ["pending", "processing", "completed", "failed"]})
+    status = ma.fields.String(metadata={"enum": list(JOB_STATUSES)})
     outcome = ma.fields.String(allow_none=True, metadata={"enum": ["analysed", "insufficient_data"]})
     error = ma.fields.String(allow_none=True)
     attempts = ma.fields.Integer()
