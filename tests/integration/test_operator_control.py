@@ -29,6 +29,7 @@ from focus_app.models.intelligence import WeeklyBrief
 from focus_app.services.intelligence import weeks
 from tests.conftest import TEST_ADMIN_KEY, celery_call
 from tests.integration.conftest import wait_for
+from tests.integration.factories import make_run
 from tests.integration.test_maintenance import CONSOLIDATED, MESSY, seed_attributes
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -357,6 +358,20 @@ def test_cancel_answers_404_for_an_unknown_run_and_409_for_a_finished_one(client
     assert "is success: only a running run can be cancelled" in finished.json["message"]
     assert client.post(f"/api/v1/admin/job-runs/{summary['run_id']}/cancel").status_code == 401
     assert client.post("/api/v1/admin/job-runs/not-a-uuid/cancel", headers=ADMIN).status_code == 404
+
+
+def test_a_cancelled_weekly_run_does_not_count_against_the_weekly_health(client, db):
+    now = datetime.now(UTC)
+    good = make_run(db, "intelligence.weekly", "success", started=now - timedelta(hours=2), succeeded=10)
+    db.execute(update(JobRun).where(JobRun.id == good).values(result={"success_rate": 1.0, "users": 10}))
+    db.commit()
+    stopped = make_run(db, "intelligence.weekly", "running", started=now - timedelta(minutes=5))
+    assert client.post(f"/api/v1/admin/job-runs/{stopped}/cancel", headers=ADMIN).status_code == 200
+
+    checks = client.get("/api/v1/admin/intelligence/health", headers=ADMIN).json["checks"]
+
+    assert checks["success_rate"] == {"healthy": True, "success_rate": 1.0, "threshold": 0.95}
+    assert checks["last_run"]["last_run_status"] == "cancelled"
 
 
 # --- cancelling a pending analysis job ------------------------------------------------------
