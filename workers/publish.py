@@ -84,8 +84,14 @@ def publish_analysis_runs(messages: Iterable[RunMessage]) -> list[str | None]:
     task_ids = []
     published = {}
     for message in messages:
+        # Its result is not kept: no result channel to subscribe to per message (a bulk replay
+        # publishes thousands).
         task_id = publish(
-            "analysis.run", args=message.args, kwargs=message.kwargs, priority=message.celery_priority
+            "analysis.run",
+            args=message.args,
+            kwargs=message.kwargs,
+            priority=message.celery_priority,
+            ignore_result=True,
         )
         if task_id is not None:
             published[message.job_id] = task_id
