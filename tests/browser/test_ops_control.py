@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from focus_app.models import JobRun, JobRunUnit
 from focus_app.models.analysis import AnalysisJob
@@ -14,7 +14,7 @@ from focus_app.services.analysis import recovery
 from focus_app.services.jobkit import runs
 from tests.browser.test_dashboard import PHONE
 from tests.browser.test_ops import open_ops
-from tests.integration.factories import make_failed_analysis_job, make_run, make_user
+from tests.integration.factories import make_dead_letters, make_failed_analysis_job, make_run, make_user
 
 expect = pytest.importorskip("playwright.sync_api", reason="browser tests need the playwright package").expect
 
@@ -81,28 +81,11 @@ def test_cancelling_a_run_that_just_finished_says_why(browser, base_url, db):
         context.close()
 
 
-def failed_job(db, user_id: str, context_type: str, error: str) -> None:
-    make_user(db, user_id)
-    db.execute(
-        insert(AnalysisJob).values(
-            user_id=user_id,
-            context_type=context_type,
-            priority="low",
-            source="chat",
-            status="failed",
-            attempts=4,
-            error=error,
-            completed_at=func.now(),
-        )
-    )
-    db.commit()
-
-
 def test_bulk_replay_previews_then_replays_the_matching_dead_letters(browser, base_url, db):
     make_user(db, "alice")
     refused = make_failed_analysis_job(db, "alice")  # "provider refused: 401 invalid API key"
-    failed_job(db, "bob", "work", "LLMError: HTTP 429 Too Many Requests")
-    failed_job(db, "carol", "study", "LLMError: HTTP 429 Too Many Requests")
+    make_dead_letters(db, "bob", ["work"], "LLMError: HTTP 429 Too Many Requests")
+    make_dead_letters(db, "carol", ["study"], "LLMError: HTTP 429 Too Many Requests")
     # An earlier replay typed as `celery call analysis.replay` is listed too.
     earlier = recovery.replay_matching(
         db,

@@ -29,7 +29,7 @@ from focus_app.models.intelligence import WeeklyBrief
 from focus_app.services.intelligence import weeks
 from tests.conftest import TEST_ADMIN_KEY, celery_call
 from tests.integration.conftest import wait_for
-from tests.integration.factories import make_run
+from tests.integration.factories import make_dead_letters, make_run
 from tests.integration.test_maintenance import CONSOLIDATED, MESSY, seed_attributes
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -427,26 +427,8 @@ def test_a_cancelled_pending_analysis_job_never_runs_and_frees_its_context(clien
 
 
 def failed_jobs(db, user_id: str, count: int, *, context: str, error: str, failed_at: datetime) -> None:
-    """Dead letters written as the run writes them (failed, with the error and its time)."""
-    db.execute(text("INSERT INTO users (id) VALUES (:u) ON CONFLICT DO NOTHING"), {"u": user_id})
-    db.execute(
-        insert(AnalysisJob),
-        [
-            {
-                "user_id": user_id,
-                "context_type": f"{context}-{n}" if count > 1 else context,
-                "priority": "low",
-                "source": "chat",
-                "status": "failed",
-                "attempts": 4,
-                "error": error,
-                "created_at": failed_at - timedelta(minutes=1),
-                "completed_at": failed_at,
-            }
-            for n in range(count)
-        ],
-    )
-    db.commit()
+    contexts = [f"{context}-{n}" for n in range(count)] if count > 1 else [context]
+    make_dead_letters(db, user_id, contexts, error, failed_at=failed_at)
 
 
 def status_counts(db) -> dict[str, int]:

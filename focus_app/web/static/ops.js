@@ -234,15 +234,20 @@
     return row;
   }
 
-  function deadRow(job) {
+  function failedJobRow(job, attempts) {
     var row = element("tr");
     row.dataset.jobId = job.id;
     cell(row, "Job", job.id.slice(0, 8)).title = job.id;
     cell(row, "User", job.user_id);
     cell(row, "Context", job.context_type);
-    cell(row, "Attempts", String(job.attempts));
+    if (attempts) { cell(row, "Attempts", String(job.attempts)); }
     cell(row, "Failed at", when(job.completed_at));
     cell(row, "Error", job.error || "", "error-text");
+    return row;
+  }
+
+  function deadRow(job) {
+    var row = failedJobRow(job, true);
     var button = element("button", "Replay", "replay");
     button.type = "button";
     var action = cell(row, "Replay", button);
@@ -386,17 +391,6 @@
     show("replay-outcome", true);
   }
 
-  function sampleRow(job) {
-    var row = element("tr");
-    row.dataset.jobId = job.id;
-    cell(row, "Job", job.id.slice(0, 8)).title = job.id;
-    cell(row, "User", job.user_id);
-    cell(row, "Context", job.context_type);
-    cell(row, "Failed at", when(job.completed_at));
-    cell(row, "Error", job.error || "", "error-text");
-    return row;
-  }
-
   function previewReplay() {
     var filter = replayFilter();
     var button = $("replay-run");
@@ -407,7 +401,7 @@
       outcome(answer.matched + (answer.matched === 1 ? " failed job matches" : " failed jobs match") +
         " (" + filterText(filter) + ")" + (answer.matched > answer.sample.length ?
         "; the " + answer.sample.length + " most recent below" : ""));
-      fill("replay-sample-body", answer.sample, sampleRow);
+      fill("replay-sample-body", answer.sample, function (job) { return failedJobRow(job, false); });
       show("replay-sample", answer.sample.length > 0);
       button.textContent = "Replay " + answer.matched + (answer.matched === 1 ? " job" : " jobs");
       button.disabled = answer.matched === 0;
