@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from collections.abc import Callable, Iterator
@@ -9,12 +10,13 @@ from collections.abc import Callable, Iterator
 import pytest
 from celery.contrib.testing.worker import start_worker
 from celery.worker import state as worker_state
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from focus_app import create_app
 from focus_app.api.auth import issue_token
 from focus_app.migrate import upgrade
 from focus_app.models import Base
+from focus_app.models.analysis import AnalysisJob
 from tests.conftest import TEST_SECRET
 
 # Application keys only: the broker's own keys in the same Redis are purged through Celery.
@@ -86,6 +88,34 @@ def clean_state(app):
         for key in client.scan_iter(match=pattern):
             client.delete(key)
     yield
+
+
+@pytest.fixture
+def settings_with(app, monkeypatch):
+    """Swap the app's settings for this test; the in-process worker reads the same object."""
+
+    def apply(**overrides):
+        monkeypatch.setitem(
+            app.extensions, "settings", dataclasses.replace(app.extensions["settings"], **overrides)
+        )
+
+    return apply
+
+
+@pytest.fixture
+def analysis_jobs_settle(db):
+    """The test waits for the analysis jobs it published, so none runs into the next test's cleanup."""
+    yield
+
+    def settled():
+        db.rollback()
+        return not db.scalar(
+            select(func.count()).where(
+                AnalysisJob.status.in_(("pending", "processing")), AnalysisJob.celery_task_id.is_not(None)
+            )
+        )
+
+    wait_for(settled)
 
 
 @pytest.fixture
