@@ -265,8 +265,8 @@ def _give_back(db: Session, job_id: uuid.UUID, attempt: int, **values: Any) -> R
 
 
 def _wait_turn(db: Session, job_id: uuid.UUID, attempt: int, exc: Throttled) -> RunOutcome:
-    """Pending again until the model call's turn (a little jitter spreads the jobs coming back)."""
-    delay = exc.retry_in + random.uniform(0, 0.1 * exc.retry_in)
+    """Pending again until the model call's turn."""
+    delay = exc.retry_in
     reason = f"waiting for its turn under {exc.reason}"
     row = _give_back(
         db,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 import uuid
 from dataclasses import dataclass
@@ -145,7 +146,8 @@ class LimitedProvider:
                     waited = True
                     self._record(waits=1)
                 if wait > patience:
-                    raise Throttled(wait, reason)
+                    # A little late rather than early, spread so handed-back work does not return at once.
+                    raise Throttled(wait + random.uniform(0.05, 0.05 + 0.1 * wait), reason)
                 patience -= wait
                 time.sleep(max(wait, 0.01))
                 continue
