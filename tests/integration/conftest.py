@@ -18,6 +18,7 @@ from focus_app.migrate import upgrade
 from focus_app.models import Base
 from focus_app.models.analysis import AnalysisJob
 from tests.conftest import TEST_SECRET
+from tests.integration.llm_stub import LLMStub
 
 # Application keys only: the broker's own keys in the same Redis are purged through Celery.
 CACHE_KEY_PATTERNS = ("focus:*", "brief:*")
@@ -100,6 +101,24 @@ def settings_with(app, monkeypatch):
         )
 
     return apply
+
+
+@pytest.fixture
+def llm(settings_with):
+    """The app and the in-process worker on the loopback model stub (OpenAI shape)."""
+    stub = LLMStub()
+    settings_with(
+        llm_provider="openai",
+        llm_base_url=stub.url,
+        llm_model="stub-model",
+        llm_timeout_seconds=60,
+        llm_cost_input_per_mtok=1.0,
+        llm_cost_output_per_mtok=5.0,
+        analysis_retry_backoff_seconds=0.05,
+        analysis_retry_backoff_max_seconds=0.2,
+    )
+    yield stub
+    stub.close()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from focus_app.services.focus.users import ensure_user
 from tests.conftest import TEST_ADMIN_KEY
 from tests.integration.conftest import wait_for
 from tests.integration.factories import make_analysed_job, make_user
-from tests.integration.llm_stub import LLMStub
 from workers.publish import publish_analysis_runs
 
 pytestmark = pytest.mark.usefixtures("worker", "analysis_jobs_settle")
@@ -36,23 +35,6 @@ WORK_MESSAGES = [
     "Passed the exam! Feeling proud and relieved, work is good.",
     "Night shift again tomorrow, but I feel calm and confident.",
 ]
-
-
-@pytest.fixture
-def llm(settings_with):
-    stub = LLMStub()
-    settings_with(
-        llm_provider="openai",
-        llm_base_url=stub.url,
-        llm_model="stub-model",
-        llm_timeout_seconds=60,
-        llm_cost_input_per_mtok=1.0,
-        llm_cost_output_per_mtok=5.0,
-        analysis_retry_backoff_seconds=0.05,
-        analysis_retry_backoff_max_seconds=0.2,
-    )
-    yield stub
-    stub.close()
 
 
 def db_now(db):

@@ -7,6 +7,7 @@ The four-worker-process proof is tests/faults/test_llm_shared_limit.py."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -49,11 +50,10 @@ HOME_MESSAGES = [
 
 
 @pytest.fixture
-def stub():
-    stub = LLMStub()
-    stub.usage_from_prompt = True
-    yield stub
-    stub.close()
+def stub(llm):
+    """The loopback stub counting tokens the way a tokenizer of English would."""
+    llm.usage_from_prompt = True
+    return llm
 
 
 @pytest.fixture
@@ -64,26 +64,18 @@ def flow_for(app, redis_conn, stub, test_settings):
     )
 
     def make(family: str = "analysis", **limits) -> LimitedProvider:
-        return LimitedProvider(
-            transport, Flow(redis_conn, app.extensions["db"].statements, Limits(**limits)), family
-        )
+        flow = Flow(redis_conn, app.extensions["db"].statements, Limits(**limits))
+        return LimitedProvider(transport, flow, family)
 
     return make
 
 
 @pytest.fixture
 def model(settings_with, stub):
-    """The app (and the in-process worker) on the stub, with the limits a test asks for."""
+    """The app and the in-process worker on the stub, with the limits a test asks for."""
 
     def configure(**limits) -> LLMStub:
-        settings_with(
-            llm_provider="openai",
-            llm_base_url=stub.url,
-            llm_model="stub-model",
-            llm_cost_input_per_mtok=1.0,
-            llm_cost_output_per_mtok=5.0,
-            **limits,
-        )
+        settings_with(**limits)
         return stub
 
     return configure
@@ -187,7 +179,10 @@ def test_a_daily_budget_refuses_before_sending_and_starts_from_postgresql(flow_f
 
     assert asked == [today]  # once: then Redis holds the day's count
     assert over.value.resume_at == tomorrow and not over.value.retryable
-    assert f"LLM_USER_DAILY_TOKENS: {stub.seen[0].tokens:,} of {most:,} tokens used today" in str(over.value)
+    assert (
+        f"LLM_USER_DAILY_TOKENS: {stub.seen[0].tokens:,} of {most:,} tokens used or in flight today"
+        in str(over.value)
+    )
     # Redis lost a user's count (restart, flush): PostgreSQL's says the day is spent.
     with pytest.raises(OverBudget):
         provider.complete("s", "p" * 200, max_tokens=100, budget=Budget("bob", spent_on=lambda day: 1))
@@ -245,12 +240,13 @@ def analyze(client, auth, user: str, context: str = "work") -> dict:
     return client.post("/api/v1/profile/analyze", json={"context_type": context}, headers=auth(user)).json
 
 
-def test_an_analysis_waits_its_turn_without_using_an_attempt(client, auth, db, model):
+def test_an_analysis_waits_its_turn_without_using_an_attempt(client, auth, db, model, caplog):
     limit = analysis_most(WORK_MESSAGES)  # one analysis in flight at a time
     stub = model(llm_tokens_per_minute=limit, llm_limit_window_seconds=3)
     users = ("first", "second")
     for user in users:
         add_messages(db, user, "work", WORK_MESSAGES)
+    caplog.set_level(logging.INFO, logger="celery.app.trace")
     ids = {user: analyze(client, auth, user)["job"]["id"] for user in users}
 
     # One of them is handed back until the other's call has left the window; the API says why.
@@ -267,6 +263,11 @@ def test_an_analysis_waits_its_turn_without_using_an_attempt(client, auth, db, m
     done = [wait_status(db, ids[user], "completed") for user in users]
     assert [(job.outcome, job.attempts, job.waiting_for) for job in done] == [("analysed", 1, None)] * 2
     assert sorted(job.waits for job in done) == [0, 1]
+    # The task was retried with the reason, which is what Flower shows beside its RETRY state.
+    retried = [record.getMessage() for record in caplog.records if " retry: Retry in " in record.getMessage()]
+    assert (
+        len(retried) == 1 and "RetryLater('waiting for its turn under LLM_TOKENS_PER_MINUTE')" in retried[0]
+    )
     assert stub.busiest(3.0)[1] <= limit
     assert usage(db)["calls"] == 2 and usage(db)["waits"] >= 1
 

@@ -216,8 +216,8 @@ class LimitedProvider:
                 self._record(deferrals=1)
                 raise OverBudget(
                     f"LLM_USER_DAILY_TOKENS: {int(reply[1]):,} of {limits.user_daily_tokens:,} tokens "
-                    f"used today (UTC) and this analysis may need up to {most:,}; it may run again at "
-                    f"{resume_at:%Y-%m-%d %H:%M} UTC",
+                    f"used or in flight today (UTC) and this analysis may need up to {most:,}; "
+                    f"it may run again at {resume_at:%Y-%m-%d %H:%M} UTC",
                     resume_at,
                 )
             if verdict == "wait":
