@@ -266,20 +266,19 @@ def _give_back(db: Session, job_id: uuid.UUID, attempt: int, **values: Any) -> R
 
 def _wait_turn(db: Session, job_id: uuid.UUID, attempt: int, exc: Throttled) -> RunOutcome:
     """Pending again until the model call's turn."""
-    delay = exc.retry_in
     reason = f"waiting for its turn under {exc.reason}"
     row = _give_back(
         db,
         job_id,
         attempt,
         status="pending",
-        next_attempt_at=func.now() + timedelta(seconds=delay),
+        next_attempt_at=func.now() + timedelta(seconds=exc.retry_in),
         waiting_for=reason,
     )
     if row is None:
         return RunOutcome("lost_claim", job_id)
-    log.info("analysis job=%s %s: back in %.1fs, no attempt used", job_id, reason, delay)
-    return RunOutcome("waiting", job_id, retry_in=delay, detail=reason, priority=row.priority)
+    log.info("analysis job=%s %s: back in %.1fs, no attempt used", job_id, reason, exc.retry_in)
+    return RunOutcome("waiting", job_id, retry_in=exc.retry_in, detail=reason, priority=row.priority)
 
 
 def _defer(db: Session, job_id: uuid.UUID, attempt: int, exc: OverBudget) -> RunOutcome:

@@ -12,6 +12,7 @@ from PostgreSQL, and every key has a TTL.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date
 from urllib.parse import unquote
@@ -109,10 +110,17 @@ LLM_CALLS = "focus:llm:calls"
 LLM_CALL_TOKENS = "focus:llm:call_tokens"
 # Counter: the tokens of every call still counting (the sum of LLM_CALL_TOKENS).
 LLM_WINDOW_TOKENS = "focus:llm:window_tokens"
-# Unix time until which no call may start: a provider answered 429 / overloaded (Retry-After).
+# Unix time until which no call may start: a provider answered 429 / overloaded (Retry-After);
+# it expires a second after the back-off ends.
 LLM_BACKOFF_UNTIL = "focus:llm:backoff_until"
 # Sorted set: "{family}:{call id}" -> when that waiting call tries again (LLM_WAITING_FORGET_SECONDS).
 LLM_WAITING = "focus:llm:waiting"
+
+
+def llm_flow_ttl_seconds(window_seconds: float, lease_seconds: float) -> int:
+    """Lifetime of the limiter's keys, refreshed on every write: a call counts for at most its lease
+    and one window, and a minute more keeps an idle limiter's keys while a call may still settle."""
+    return math.ceil(window_seconds + lease_seconds) + 60
 
 
 def llm_user_day(user_id: str, day: date) -> str:

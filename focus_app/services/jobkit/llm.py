@@ -2,8 +2,8 @@
 
 Two wire formats cover the field: Anthropic's Messages API and the OpenAI-compatible chat
 completions endpoint (OpenAI itself, and local servers such as llama.cpp, vLLM or Ollama). These
-transports are never called directly: `llm_flow.provider_from_settings` puts the configured one behind the
-flow control of llm_flow.py (the shared per-minute limits, a provider's back-off, the users' daily
+transports are never called directly: `llm_flow.provider_from_settings` puts the configured one
+behind the flow control (the shared per-minute limits, a provider's back-off, the users' daily
 budgets, the usage ledger), so every model call of every family goes through that one place.
 Token counts and cost travel back with the text so callers can store them with their job.
 """
@@ -149,7 +149,7 @@ class _HttpProvider:
                 raise ProviderBackoff(
                     f"{self.name} answered HTTP {exc.code}: {detail}", retry_after_seconds(exc.headers)
                 ) from None
-            retryable = exc.code in (408, 409, 429) or exc.code >= 500
+            retryable = exc.code in (408, 409) or exc.code >= 500
             raise LLMError(f"{self.name} answered HTTP {exc.code}: {detail}", retryable=retryable) from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             raise LLMError(f"{self.name} unreachable: {exc}") from None

@@ -26,7 +26,6 @@ cannot be checked is not risked); without any, the call goes ahead.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 import uuid
@@ -100,7 +99,7 @@ class Limits:
 
     @property
     def key_ttl(self) -> int:
-        return math.ceil(self.window_seconds + self.lease_seconds) + 60
+        return keys.llm_flow_ttl_seconds(self.window_seconds, self.lease_seconds)
 
 
 @dataclass(frozen=True)
