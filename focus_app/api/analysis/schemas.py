@@ -6,7 +6,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from focus_app.extensions import settings
-from focus_app.models.analysis import AnalysisJob
+from focus_app.models.analysis import JOB_STATUSES, AnalysisJob
 from focus_app.services.analysis.jobs import Rules
 
 CONTEXT_TYPE = validate.Regexp(
@@ -19,7 +19,9 @@ def rules() -> Rules:
 
 
 class AnalysisDecisionSchema(ma.Schema):
-    status = ma.fields.String(metadata={"enum": ["enqueued", "pending", "rate_limited", "not_due"]})
+    status = ma.fields.String(
+        metadata={"enum": ["enqueued", "pending", "deferred", "rate_limited", "not_due"]}
+    )
     job_id = ma.fields.String(allow_none=True)
     retry_after = ma.fields.Integer(allow_none=True, metadata={"description": "seconds, when rate limited"})
 
@@ -29,10 +31,18 @@ class AnalysisJobSchema(ma.Schema):
     context_type = ma.fields.String()
     priority = ma.fields.String()
     source = ma.fields.String()
-    status = ma.fields.String(metadata={"enum": ["pending", "processing", "completed", "failed"]})
+    status = ma.fields.String(metadata={"enum": list(JOB_STATUSES)})
     outcome = ma.fields.String(allow_none=True, metadata={"enum": ["analysed", "insufficient_data"]})
     error = ma.fields.String(allow_none=True)
-    attempts = ma.fields.Integer()
+    attempts = ma.fields.Integer(metadata={"description": "attempts used; waiting for a turn uses none"})
+    waiting_for = ma.fields.String(
+        allow_none=True,
+        metadata={
+            "description": "why the job waits: its turn under the shared model limit or a provider's "
+            "back-off (pending), or the user's daily token budget (deferred); until next_attempt_at"
+        },
+    )
+    waits = ma.fields.Integer(metadata={"description": "times the job waited for its turn or was deferred"})
     messages_analyzed = ma.fields.Integer(allow_none=True)
     analyser = ma.fields.String(allow_none=True)
     tokens_in = ma.fields.Integer()

@@ -22,7 +22,6 @@ from focus_app.services.jobkit.pagination import Page, paginate
 PRIORITY_BY_SOURCE = {"manual": "high", "view": "medium", "chat": "low"}
 # Celery priority on the Redis transport: lower number = served first.
 CELERY_PRIORITY = {"high": 0, "medium": 3, "low": 6}
-OPEN_STATUSES = ("pending", "processing")
 
 
 @dataclass(frozen=True)

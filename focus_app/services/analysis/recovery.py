@@ -1,5 +1,6 @@
-"""Recovery and dead letters: the sweeper turns stuck jobs and jobs whose message was lost back
-into published work; failed jobs stay as a dead-letter list until replayed or archived."""
+"""Recovery and dead letters: the sweeper turns stuck jobs, jobs whose message was lost and deferred
+jobs whose time has come back into published work; failed jobs stay as a dead-letter list until
+replayed or archived."""
 
 from __future__ import annotations
 
@@ -25,18 +26,21 @@ class SweepResult:
     requeued: list[uuid.UUID]
     failed: list[uuid.UUID]
     republish: list[RunMessage]  # to publish after the commit
+    resumed: list[uuid.UUID]  # deferred jobs whose time came (among republish)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "requeued_stuck": [str(i) for i in self.requeued],
             "failed_stuck": [str(i) for i in self.failed],
+            "resumed_deferred": [str(i) for i in self.resumed],
             "republished": len(self.republish),
         }
 
 
 def sweep(db: Session, rules: Rules) -> SweepResult:
-    """Stuck processing jobs back to pending (or failed when out of attempts); pending jobs whose
-    message is overdue (lost with a Redis restart or flush) listed for republishing."""
+    """Stuck processing jobs back to pending (or failed when out of attempts); deferred jobs whose
+    time has come (a new day of the user's budget) and pending jobs whose message is overdue (lost
+    with a Redis restart or flush) listed for publishing."""
     stuck_before = func.now() - timedelta(seconds=rules.stuck_after_seconds)
     stuck = AnalysisJob.status == "processing", AnalysisJob.started_at < stuck_before
     timeout = f"timed out: processing for more than {rules.stuck_after_seconds}s"
@@ -52,6 +56,12 @@ def sweep(db: Session, rules: Rules) -> SweepResult:
         .values(status="pending", error=timeout, next_attempt_at=func.now() - timedelta(days=1))
         .returning(AnalysisJob.id)
     ).all()
+    resumed = db.execute(
+        update(AnalysisJob)
+        .where(AnalysisJob.status == "deferred", AnalysisJob.next_attempt_at <= func.now())
+        .values(status="pending", next_attempt_at=func.now(), waiting_for=None)
+        .returning(AnalysisJob.id, AnalysisJob.priority, AnalysisJob.user_id)
+    ).all()
     overdue = db.execute(
         update(AnalysisJob)
         .where(
@@ -62,13 +72,20 @@ def sweep(db: Session, rules: Rules) -> SweepResult:
         .returning(AnalysisJob.id, AnalysisJob.priority, AnalysisJob.user_id)
     ).all()
     db.commit()
-    result = SweepResult(list(requeued), list(failed), [RunMessage(*row) for row in overdue])
+    result = SweepResult(
+        list(requeued),
+        list(failed),
+        [RunMessage(*row) for row in [*resumed, *overdue]],
+        [row.id for row in resumed],
+    )
     if requeued or failed:
         log.warning(
             "cleaned up stuck analysis jobs: requeued=%s failed=%s",
             [str(i) for i in requeued],
             [str(i) for i in failed],
         )
+    if resumed:
+        log.info("deferred analysis jobs due again: %s", [str(row.id) for row in resumed])
     if overdue:
         log.warning("republishing analysis jobs whose message was lost: %s", [str(r.id) for r in overdue])
     return result
