@@ -89,6 +89,13 @@ class Settings:
     llm_timeout_seconds: int = 30
     llm_cost_input_per_mtok: float = 0.0
     llm_cost_output_per_mtok: float = 0.0
+    # Flow control shared by every worker (services/jobkit/llm_flow.py); None = unlimited.
+    llm_tokens_per_minute: int | None = None
+    llm_requests_per_minute: int | None = None
+    llm_user_daily_tokens: int | None = None
+    # The limits count over a sliding window this long; only tests shorten it (the limit then
+    # holds per window), so a per-minute limit is exercised in seconds with the same code.
+    llm_limit_window_seconds: int = 60
     # Analysis jobs (seed 002): trigger thresholds, rate limit, retries, sweeper, archive.
     analysis_chat_trigger_messages: int = 5
     analysis_min_messages: int = 10
@@ -248,6 +255,9 @@ class Settings:
                 continue
             if f.type == "int":
                 values[f.name] = _positive_int(f.name.upper(), raw)
+            elif f.type == "int | None":
+                # Empty means unset (unlimited), so `LLM_TOKENS_PER_MINUTE=` in a .env file is allowed.
+                values[f.name] = _positive_int(f.name.upper(), raw) if raw.strip() else None
             elif f.type == "float":
                 values[f.name] = _non_negative_float(f.name.upper(), raw)
         return cls(**values)  # type: ignore[arg-type]

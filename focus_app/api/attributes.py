@@ -12,10 +12,9 @@ from marshmallow import validate
 from focus_app.api.auth import current_user_id, require_user
 from focus_app.api.base import Args, Blueprint
 from focus_app.api.pagination import PageArgsSchema, page_schema
-from focus_app.extensions import db_session, settings
+from focus_app.extensions import db_session, llm_provider, settings
 from focus_app.models.attributes import CATEGORIES, ProfileAttribute
 from focus_app.services.attributes import job, store
-from focus_app.services.jobkit.llm import provider_from_settings
 from focus_app.services.jobkit.pagination import Page
 from workers.publish import publish
 
@@ -127,7 +126,7 @@ def consolidate(body: Args) -> dict[str, Any] | Response:
     """Consolidate the caller's attributes: the explained plan (dry run) or queue it"""
     user_id = current_user_id()
     if body["dry_run"]:
-        plan = job.dry_run(db_session(), provider_from_settings(settings()), user_id, ENTITY_TYPE)
+        plan = job.dry_run(db_session(), llm_provider("consolidation"), user_id, ENTITY_TYPE)
         return plan.as_dict()
     task_id = publish(
         job.ENTITY_JOB_NAME,

@@ -29,6 +29,8 @@ from .base import Base, created_at_column
 JOB_PRIORITIES = ("high", "medium", "low")
 # deferred: over a budget, waits until next_attempt_at; cancelled: by an operator while pending.
 JOB_STATUSES = ("pending", "processing", "completed", "failed", "deferred", "cancelled")
+# A job in one of these holds its user and context: no second job opens beside it.
+OPEN_STATUSES = ("pending", "processing", "deferred")
 JOB_SOURCES = ("chat", "view", "manual")
 JOB_OUTCOMES = ("analysed", "insufficient_data")
 
@@ -55,9 +57,12 @@ class ChatMessage(Base):
 class AnalysisJob(Base):
     """One analysis of a user's context. PostgreSQL holds its state; the broker only carries its id.
 
-    The partial unique index allows one pending-or-processing job per user and context, so two
-    concurrent triggers can never both create one. `next_attempt_at` is when its message should be
-    consumed: a pending job well past it lost its message and is published again.
+    The partial unique index allows one open (pending, processing or deferred) job per user and
+    context, so two concurrent triggers can never both create one. `next_attempt_at` is when its
+    message should be consumed: a pending job well past it lost its message and is published
+    again; a deferred job is picked up again by the sweeper then. `waiting_for` says why a job is
+    waiting (the shared model limit, a provider's back-off, the user's daily budget); `waits`
+    counts its waits, none of which used up an attempt.
     """
 
     __tablename__ = "analysis_jobs"
@@ -75,14 +80,14 @@ class AnalysisJob(Base):
             "user_id",
             "context_type",
             unique=True,
-            postgresql_where=text("status IN ('pending', 'processing')"),
+            postgresql_where=text("status IN ('pending', 'processing', 'deferred')"),
         ),
         Index("ix_analysis_jobs_user_id_context_type_created_at", "user_id", "context_type", "created_at"),
         Index("ix_analysis_jobs_status_created_at", "status", "created_at"),
         Index(
             "ix_analysis_jobs_open_next_attempt_at",
             "next_attempt_at",
-            postgresql_where=text("status IN ('pending', 'processing')"),
+            postgresql_where=text("status IN ('pending', 'processing', 'deferred')"),
         ),
     )
 
@@ -99,6 +104,8 @@ class AnalysisJob(Base):
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
     celery_task_id: Mapped[str | None] = mapped_column(String(64))
+    waiting_for: Mapped[str | None] = mapped_column(Text)
+    waits: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     analyser: Mapped[str | None] = mapped_column(String(100))
     messages_analyzed: Mapped[int | None] = mapped_column(Integer)
     tokens_in: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")

@@ -7,11 +7,17 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from beat_schedule import build_beat_schedule
-from focus_app.models.analysis import AnalysisJob
+from focus_app.models.analysis import AnalysisJob, ChatMessage
+from focus_app.services.analysis import jobs as analysis_jobs
+from focus_app.services.analysis import run as analysis_run
+from focus_app.services.analysis import triggers
+from focus_app.services.analysis.analyser import LLMAnalyser
 from focus_app.services.intelligence import retry_queue
+from focus_app.services.jobkit.llm import Completion, ProviderBackoff, Throttled
+from focus_app.services.jobkit.llm_flow import Flow, LimitedProvider, Limits, record_usage
 from tests.browser.conftest import offline_page
 from tests.browser.test_dashboard import COLOURED_PIXELS, PHONE
 from tests.conftest import TEST_ADMIN_KEY
@@ -141,6 +147,7 @@ def test_empty_state_on_a_phone_and_the_key_kept_until_forgotten(browser, base_u
     context, page, problems = open_ops(browser, base_url, viewport=PHONE)
     try:
         assert page.is_visible("#retry-empty") and page.is_visible("#dead-empty")
+        assert page.is_visible("#llm-empty") and "Shared limit: none" in page.inner_text("#llm-now")
         assert page.is_visible("#chart-empty")
         assert page.locator("#recent-runs details").first.inner_text().endswith("0 recent runs")
         assert "never recorded" in page.inner_text("#jobs-body")
@@ -170,5 +177,70 @@ def test_the_dashboard_links_to_the_operator_page(browser, base_url):
         page.click("header a[href='/ops']")
         page.wait_for_selector("body[data-state=sign-in] #key-form")
         assert page.url == base_url + "/ops"
+    finally:
+        context.close()
+
+
+class _Model:
+    """A provider's wire format that answers, or asks every caller to back off for 30 s."""
+
+    name = "stub"
+
+    def __init__(self, backing_off: bool = False):
+        self.backing_off = backing_off
+
+    def send(self, system: str, prompt: str, max_tokens: int) -> Completion:
+        if self.backing_off:
+            raise ProviderBackoff("stub answered HTTP 429: slow down", 30.0)
+        return Completion("{}", "stub", 100, 20, 0.0)
+
+
+def test_model_usage_shows_the_days_the_limit_and_what_waits(browser, base_url, app, db):
+    """Written through the flow control itself: an analysis deferred by a user's daily budget, a
+    provider's 429 that makes every caller wait; and a past day of brief stories in the ledger."""
+    statements, redis_conn = app.extensions["db"].statements, app.extensions["redis"]
+    make_user(db, "spender")
+    rules = analysis_jobs.Rules()
+    db.execute(
+        insert(ChatMessage),
+        [
+            {"user_id": "spender", "context_type": "work", "content": f"note {n}"}
+            for n in range(rules.min_messages)
+        ],
+    )
+    db.commit()
+    job = triggers.request_analysis(db, "spender", "work", "manual", rules).job
+    over_budget = LimitedProvider(
+        _Model(), Flow(redis_conn, statements, Limits(user_daily_tokens=1)), "analysis"
+    )
+    assert analysis_run.run_job(db, job.id, LLMAnalyser(over_budget), rules).status == "deferred"
+    backing_off = LimitedProvider(
+        _Model(backing_off=True), Flow(redis_conn, statements, Limits()), "analysis"
+    )
+    with pytest.raises(Throttled):
+        backing_off.complete("system", "prompt", max_tokens=50)
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    record_usage(statements, yesterday, "brief", calls=3, tokens_in=1200, tokens_out=400, cost_usd=0.012)
+
+    context, page, problems = open_ops(browser, base_url)
+    try:
+        now = page.inner_text("#llm-now")
+        assert "Shared limit: none" in now and "per user and day: unlimited" in now
+        assert "This window: 0 tokens, 1 request." in now  # the refused call still counts as a request
+        assert "Calls waiting for their turn: analysis 1" in now
+        assert "deferred by the daily budget: 1" in now
+        assert "Provider back-off: every worker waits" in now
+        today = page.locator("#llm-body tr[data-family=analysis]")
+        assert today.is_visible()
+        cells = {
+            label: today.locator(f"td[data-label='{label}']").inner_text()
+            for label in ("Calls", "Waited", "Provider 429s", "Deferred")
+        }
+        assert cells == {"Calls": "0", "Waited": "1", "Provider 429s": "1", "Deferred": "1"}
+        brief = page.locator(f"#llm-body tr[data-family=brief][data-day='{yesterday.isoformat()}']")
+        assert brief.locator("td[data-label='Tokens in']").inner_text() == "1,200"
+        assert brief.locator("td[data-label='Cost']").inner_text() == "$0.0120"
+        assert page.is_hidden("#llm-empty")
+        assert problems == []
     finally:
         context.close()

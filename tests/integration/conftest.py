@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from collections.abc import Callable, Iterator
@@ -9,13 +10,15 @@ from collections.abc import Callable, Iterator
 import pytest
 from celery.contrib.testing.worker import start_worker
 from celery.worker import state as worker_state
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from focus_app import create_app
 from focus_app.api.auth import issue_token
 from focus_app.migrate import upgrade
 from focus_app.models import Base
+from focus_app.models.analysis import AnalysisJob
 from tests.conftest import TEST_SECRET
+from tests.integration.llm_stub import LLMStub
 
 # Application keys only: the broker's own keys in the same Redis are purged through Celery.
 CACHE_KEY_PATTERNS = ("focus:*", "brief:*")
@@ -86,6 +89,52 @@ def clean_state(app):
         for key in client.scan_iter(match=pattern):
             client.delete(key)
     yield
+
+
+@pytest.fixture
+def settings_with(app, monkeypatch):
+    """Swap the app's settings for this test; the in-process worker reads the same object."""
+
+    def apply(**overrides):
+        monkeypatch.setitem(
+            app.extensions, "settings", dataclasses.replace(app.extensions["settings"], **overrides)
+        )
+
+    return apply
+
+
+@pytest.fixture
+def llm(settings_with):
+    """The app and the in-process worker on the loopback model stub (OpenAI shape)."""
+    stub = LLMStub()
+    settings_with(
+        llm_provider="openai",
+        llm_base_url=stub.url,
+        llm_model="stub-model",
+        llm_timeout_seconds=60,
+        llm_cost_input_per_mtok=1.0,
+        llm_cost_output_per_mtok=5.0,
+        analysis_retry_backoff_seconds=0.05,
+        analysis_retry_backoff_max_seconds=0.2,
+    )
+    yield stub
+    stub.close()
+
+
+@pytest.fixture
+def analysis_jobs_settle(db):
+    """The test waits for the analysis jobs it published, so none runs into the next test's cleanup."""
+    yield
+
+    def settled():
+        db.rollback()
+        return not db.scalar(
+            select(func.count()).where(
+                AnalysisJob.status.in_(("pending", "processing")), AnalysisJob.celery_task_id.is_not(None)
+            )
+        )
+
+    wait_for(settled)
 
 
 @pytest.fixture

@@ -107,7 +107,7 @@ def make_run(
 class _BrokenProvider:
     """An analyser whose provider always refuses: the job fails on its only attempt."""
 
-    def analyse(self, context_type: str, messages: list[str]):
+    def analyse(self, context_type: str, messages: list[str], *, budget=None):
         raise LLMError("provider refused: 401 invalid API key", retryable=False)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import threading
@@ -19,10 +18,9 @@ from focus_app.services.focus.users import ensure_user
 from tests.conftest import TEST_ADMIN_KEY
 from tests.integration.conftest import wait_for
 from tests.integration.factories import make_analysed_job, make_user
-from tests.integration.llm_stub import LLMStub
 from workers.publish import publish_analysis_runs
 
-pytestmark = pytest.mark.usefixtures("worker")
+pytestmark = pytest.mark.usefixtures("worker", "analysis_jobs_settle")
 
 ADMIN = {"X-API-Key": TEST_ADMIN_KEY}
 WORK_MESSAGES = [
@@ -37,51 +35,6 @@ WORK_MESSAGES = [
     "Passed the exam! Feeling proud and relieved, work is good.",
     "Night shift again tomorrow, but I feel calm and confident.",
 ]
-
-
-@pytest.fixture(autouse=True)
-def published_jobs_finish(db):
-    """Each test waits for the jobs it published, so none runs into the next test's cleanup."""
-    yield
-
-    def settled():
-        db.rollback()
-        return not db.scalar(
-            select(func.count()).where(
-                AnalysisJob.status.in_(("pending", "processing")), AnalysisJob.celery_task_id.is_not(None)
-            )
-        )
-
-    wait_for(settled)
-
-
-@pytest.fixture
-def settings_with(app, monkeypatch):
-    """Swap the app's settings for this test; the in-process worker reads the same object."""
-
-    def apply(**overrides):
-        monkeypatch.setitem(
-            app.extensions, "settings", dataclasses.replace(app.extensions["settings"], **overrides)
-        )
-
-    return apply
-
-
-@pytest.fixture
-def llm(settings_with):
-    stub = LLMStub()
-    settings_with(
-        llm_provider="openai",
-        llm_base_url=stub.url,
-        llm_model="stub-model",
-        llm_timeout_seconds=60,
-        llm_cost_input_per_mtok=1.0,
-        llm_cost_output_per_mtok=5.0,
-        analysis_retry_backoff_seconds=0.05,
-        analysis_retry_backoff_max_seconds=0.2,
-    )
-    yield stub
-    stub.close()
 
 
 def db_now(db):

@@ -13,6 +13,7 @@ from sqlalchemy import insert, select, text
 
 from focus_app.models import JobRun
 from focus_app.models.attributes import ProfileAttribute, ProfileEntity
+from focus_app.models.llm import LLMUsageDaily
 from focus_app.services.attributes import job as maintenance_job
 from focus_app.services.attributes import store
 from tests.conftest import TEST_ADMIN_KEY
@@ -492,3 +493,33 @@ def test_job_runs_window_with_an_offset_postgresql_cannot_store_is_not_a_500(cli
     assert response.status_code == 200
     too_early = client.get("/api/v1/admin/job-runs?since=0001-01-01T00:00:00-16:00", headers=ADMIN)
     assert too_early.status_code in (200, 422)
+
+
+def test_a_consolidation_waits_for_its_turn_and_fails_nothing(db, celery_app, stub_model, app, monkeypatch):
+    """Two entities, one model call per 3 s window: the second unit's task is retried when its turn
+    comes (Celery RETRY, with the reason), the run counts both as done."""
+    monkeypatch.setitem(
+        app.extensions,
+        "settings",
+        dataclasses.replace(
+            app.extensions["settings"], llm_requests_per_minute=1, llm_limit_window_seconds=3
+        ),
+    )
+    stub_model.answer = json.dumps(
+        {
+            "fact": {"home_location": "lives in Columbus, Ohio", "name": "Sam Rivera"},
+            "interest": {"hobby": "hiking"},
+            "preference": {"favorite_color": "green"},
+        }
+    )
+    for entity in ("alice", "bob"):
+        seed_attributes(db, entity)
+
+    summary, run = run_periodic(celery_app, db)
+
+    assert (run.status, run.succeeded, run.failed) == ("success", 2, 0), run.error
+    assert contents(attributes(db, "alice")) == contents(attributes(db, "bob")) == CONSOLIDATED
+    assert len(stub_model.prompts) == 2
+    db.rollback()
+    usage = db.scalars(select(LLMUsageDaily).where(LLMUsageDaily.family == "consolidation")).one()
+    assert usage.calls == 2 and usage.waits >= 1

@@ -43,6 +43,11 @@ def test_a_complete_environment_loads_with_defaults():
         ({"LLM_PROVIDER": "anthropic"}, "LLM_API_KEY"),
         ({"LLM_PROVIDER": "openai"}, "LLM_BASE_URL"),
         ({"LLM_COST_INPUT_PER_MTOK": "-1"}, "LLM_COST_INPUT_PER_MTOK"),
+        ({"LLM_TOKENS_PER_MINUTE": "lots"}, "LLM_TOKENS_PER_MINUTE"),
+        ({"LLM_TOKENS_PER_MINUTE": "0"}, "LLM_TOKENS_PER_MINUTE"),
+        ({"LLM_REQUESTS_PER_MINUTE": "-3"}, "LLM_REQUESTS_PER_MINUTE"),
+        ({"LLM_USER_DAILY_TOKENS": "1e6"}, "LLM_USER_DAILY_TOKENS"),
+        ({"LLM_LIMIT_WINDOW_SECONDS": "0"}, "LLM_LIMIT_WINDOW_SECONDS"),
         ({"FLOWER_URL": "127.0.0.1:5555"}, "FLOWER_URL"),
         ({"CORS_ORIGINS": "https://app.example.org/path"}, "CORS_ORIGINS"),
         ({"CORS_ORIGINS": "*"}, "CORS_ORIGINS"),
@@ -55,6 +60,33 @@ def test_a_bad_setting_stops_start_up_naming_it(override, setting):
     assert error.value.setting == setting
     assert str(error.value).startswith(f"invalid setting {setting}:")
     assert "\n" not in str(error.value)
+
+
+def test_llm_limits_are_unlimited_unless_set():
+    unset = Settings.from_env({**GOOD, "LLM_REQUESTS_PER_MINUTE": ""})
+    assert (unset.llm_tokens_per_minute, unset.llm_requests_per_minute, unset.llm_user_daily_tokens) == (
+        None,
+        None,
+        None,
+    )
+    assert unset.llm_limit_window_seconds == 60
+    limited = Settings.from_env(
+        {
+            **GOOD,
+            "LLM_TOKENS_PER_MINUTE": "40000",
+            "LLM_REQUESTS_PER_MINUTE": "50",
+            "LLM_USER_DAILY_TOKENS": "200000",
+        }
+    )
+    assert (
+        limited.llm_tokens_per_minute,
+        limited.llm_requests_per_minute,
+        limited.llm_user_daily_tokens,
+    ) == (
+        40_000,
+        50,
+        200_000,
+    )
 
 
 def test_the_flower_link_follows_flower_port_unless_flower_url_is_set():

@@ -8,9 +8,9 @@ from typing import Any
 
 from celery import shared_task
 
-from focus_app.extensions import db_session, settings
+from focus_app.extensions import db_session, llm_provider, settings
 from focus_app.services.analysis import recovery, run
-from focus_app.services.analysis.analyser import analyser_from_settings
+from focus_app.services.analysis.analyser import analyser_for
 from focus_app.services.analysis.jobs import CELERY_PRIORITY, Rules
 from focus_app.services.ops.metrics import SENT_AT_HEADER
 from workers.arguments import InvalidTaskArguments
@@ -20,7 +20,8 @@ from workers.publish import publish_analysis_runs
 
 @shared_task(base=FocusTask, bind=True, name="analysis.run", max_retries=None)
 def run_job(self: FocusTask, job_id: uuid.UUID, user_id: str | None = None) -> dict[str, Any]:
-    """Run one analysis job; PostgreSQL counts its attempts, Celery only schedules the retry.
+    """Run one analysis job; PostgreSQL counts its attempts, Celery only schedules the retry (or the
+    job's turn under the shared model limit, which uses no attempt).
 
     `user_id` (sent by every publisher, optional by hand) lets a job that went with its user's
     account end as skipped instead of failing as an unknown id.
@@ -28,14 +29,18 @@ def run_job(self: FocusTask, job_id: uuid.UUID, user_id: str | None = None) -> d
     outcome = run.run_job(
         db_session(),
         job_id,
-        analyser_from_settings(settings()),
+        analyser_for(llm_provider("analysis")),
         Rules.from_settings(settings()),
         user_id=user_id,
         published_at=_published_at(self),
     )
     if outcome.retry_in is not None and outcome.priority is not None:
         # If this publish fails the job stays pending and the sweeper publishes it again.
-        raise self.retry(countdown=outcome.retry_in, priority=CELERY_PRIORITY[outcome.priority])
+        raise self.retry(
+            countdown=outcome.retry_in,
+            priority=CELERY_PRIORITY[outcome.priority],
+            exc=run.RetryLater(outcome.detail),
+        )
     return outcome.as_dict()
 
 

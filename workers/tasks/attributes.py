@@ -8,9 +8,8 @@ from typing import Any
 
 from celery import shared_task
 
-from focus_app.extensions import db_session, settings
+from focus_app.extensions import db_session, llm_provider, settings
 from focus_app.services.attributes import job
-from focus_app.services.jobkit.llm import provider_from_settings
 from workers.arguments import unit_of
 from workers.base import FocusTask, error_text
 from workers.publish import publish_units
@@ -50,6 +49,7 @@ def _record_failure(task: FocusTask, exc: BaseException, arguments: dict[str, An
     name="maintenance.consolidate_profile",
     ignore_result=False,
     gave_up=_record_failure,
+    max_retries=None,  # waits for the model's turn are not retries (the base caps transient ones)
 )
 def consolidate_profile(
     self: FocusTask,
@@ -63,7 +63,7 @@ def consolidate_profile(
     """Consolidate one entity's attributes (merge, resolve, remove noise) in one transaction."""
     result = job.consolidate_entity(
         db_session(),
-        provider_from_settings(settings()),
+        llm_provider("consolidation"),
         entity_id,
         entity_type,
         dry_run=dry_run,
@@ -71,6 +71,8 @@ def consolidate_profile(
         task_id=self.request.id,
         unit=unit_of(run_id, unit_no),
     )
+    if result["status"] == "waiting":
+        raise self.retry(countdown=result["retry_in"], exc=job.WaitingForTurn(result["detail"]))
     if result["status"] == "failed":
         raise job.ConsolidationFailed(result["error"])
     return result

@@ -10,9 +10,8 @@ from typing import Any
 
 from celery import shared_task
 
-from focus_app.extensions import db_session, redis_client, settings
+from focus_app.extensions import db_session, llm_provider, redis_client, settings
 from focus_app.services.intelligence import job, retry_queue, weeks
-from focus_app.services.jobkit.llm import provider_from_settings
 from workers.arguments import ended_week, unit_of
 from workers.base import FocusTask, error_text
 from workers.publish import publish_units
@@ -52,7 +51,7 @@ def weekly(
         db,
         redis_client(),
         plan,
-        llm=provider_from_settings(config),
+        llm=llm_provider("brief"),
         policy=retry_queue.RetryPolicy.from_settings(config),
         progress=lambda meta: self.update_state(state="PROGRESS", meta=meta),
     )
@@ -85,7 +84,7 @@ def generate(
         user_ids,
         week_of=None if week_of is None and unit else ended_week(week_of, _latest_week(), required=True),
         force_refresh=force_refresh,
-        llm=provider_from_settings(config),
+        llm=llm_provider("brief"),
         unit=unit,
         policy=retry_queue.RetryPolicy.from_settings(config),
     )
@@ -104,6 +103,6 @@ def retry_failed(self: FocusTask, trigger: str = "manual") -> dict[str, Any]:
         task_id=self.request.id,
         slot=self.beat_slot(trigger, config.intelligence_retry_interval_seconds),
         policy=retry_queue.RetryPolicy.from_settings(config),
-        llm=provider_from_settings(config),
+        llm=llm_provider("brief"),
     )
     return {**summary, "republished": publish_units(generate.name, lost, args_of=job.unit_args)}

@@ -57,7 +57,13 @@ class RateLimitedSchema(ma.Schema):
 
 
 class AnalyzeResponseSchema(ma.Schema):
-    status = ma.fields.String(metadata={"enum": ["enqueued", "pending"]})
+    status = ma.fields.String(
+        metadata={
+            "enum": ["enqueued", "pending", "deferred"],
+            "description": "deferred: the open job waits for the user's next day of model tokens "
+            "(LLM_USER_DAILY_TOKENS); job.waiting_for and job.next_attempt_at say why and until when",
+        }
+    )
     job = ma.fields.Nested(AnalysisJobSchema)
 
 
@@ -79,7 +85,9 @@ def interpretations(args: Args) -> dict[str, Any]:
 @blp.route("/analyze", methods=["POST"])
 @blp.arguments(AnalyzeSchema)
 @blp.response(202, AnalyzeResponseSchema)
-@blp.alt_response(200, schema=AnalyzeResponseSchema, description="a job for this context is already open")
+@blp.alt_response(
+    200, schema=AnalyzeResponseSchema, description="a job for this context is already open (or deferred)"
+)
 @blp.alt_response(
     429, schema=RateLimitedSchema, description="rate limited: one analysis per context per hour (Retry-After)"
 )

@@ -17,7 +17,9 @@ def rules() -> Rules:
 
 
 class AnalysisDecisionSchema(ma.Schema):
-    status = ma.fields.String(metadata={"enum": ["enqueued", "pending", "rate_limited", "not_due"]})
+    status = ma.fields.String(
+        metadata={"enum": ["enqueued", "pending", "deferred", "rate_limited", "not_due"]}
+    )
     job_id = ma.fields.String(allow_none=True)
     retry_after = ma.fields.Integer(allow_none=True, metadata={"description": "seconds, when rate limited"})
 
@@ -30,7 +32,15 @@ class AnalysisJobSchema(ma.Schema):
     status = ma.fields.String(metadata={"enum": list(JOB_STATUSES)})
     outcome = ma.fields.String(allow_none=True, metadata={"enum": ["analysed", "insufficient_data"]})
     error = ma.fields.String(allow_none=True)
-    attempts = ma.fields.Integer()
+    attempts = ma.fields.Integer(metadata={"description": "attempts used; waiting for a turn uses none"})
+    waiting_for = ma.fields.String(
+        allow_none=True,
+        metadata={
+            "description": "why the job waits: its turn under the shared model limit or a provider's "
+            "back-off (pending), or the user's daily token budget (deferred); until next_attempt_at"
+        },
+    )
+    waits = ma.fields.Integer(metadata={"description": "times the job waited for its turn or was deferred"})
     messages_analyzed = ma.fields.Integer(allow_none=True)
     analyser = ma.fields.String(allow_none=True)
     tokens_in = ma.fields.Integer()

@@ -15,6 +15,7 @@ from flask_smorest import abort
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from focus_app.extensions import db_session, redis_client, settings
+from focus_app.services.jobkit.llm_flow import Limits
 from focus_app.services.ops.metrics import FocusCollector
 from workers.celery_app import broker_layout
 
@@ -33,10 +34,18 @@ def require_admin_key() -> None:
 
 @blueprint.route("/metrics")
 def metrics() -> Response:
-    """Queues, job outcomes, retry queue, dead letters and periodic successes, read at scrape time."""
+    """Queues, job outcomes, retry queue, dead letters, periodic successes and model usage, read at
+    scrape time."""
     registry = CollectorRegistry(auto_describe=False)
     queues = [queue.name for queue in current_app.extensions["celery"].conf.task_queues]
-    registry.register(FocusCollector(db_session(), redis_client(), _broker_client(), broker_layout(queues)))
+    collector = FocusCollector(
+        db_session(),
+        redis_client(),
+        _broker_client(),
+        broker_layout(queues),
+        Limits.from_settings(settings()),
+    )
+    registry.register(collector)
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 

@@ -14,8 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from focus_app.config import Settings
-from focus_app.services.jobkit.llm import LLMProvider, MalformedOutput, extract_json, provider_from_settings
+from focus_app.services.jobkit.llm import Budget, LLMProvider, MalformedOutput, extract_json
 
 MAX_THEMES = 5
 MAX_FACTS = 5
@@ -35,11 +34,13 @@ class Analysis:
 class Analyser(Protocol):
     name: str
 
-    def analyse(self, context_type: str, messages: list[str]) -> Analysis: ...
+    def analyse(self, context_type: str, messages: list[str], *, budget: Budget | None = None) -> Analysis:
+        """`budget`: whose daily model tokens pay (the local analyser spends none)."""
+        ...
 
 
-def analyser_from_settings(settings: Settings) -> Analyser:
-    provider = provider_from_settings(settings)
+def analyser_for(provider: LLMProvider | None) -> Analyser:
+    """The LLM analyser with a configured provider, else the local one."""
     return LocalAnalyser() if provider is None else LLMAnalyser(provider)
 
 
@@ -91,7 +92,7 @@ class LocalAnalyser:
 
     name = "local"
 
-    def analyse(self, context_type: str, messages: list[str]) -> Analysis:
+    def analyse(self, context_type: str, messages: list[str], *, budget: Budget | None = None) -> Analysis:
         tokenised = [_WORD.findall(message.lower()) for message in messages]
         scores = [_sentiment(tokens) for tokens in tokenised]
         interpretation = {
@@ -231,9 +232,9 @@ class LLMAnalyser:
     def __post_init__(self) -> None:
         self.name = f"llm:{self.provider.name}"
 
-    def analyse(self, context_type: str, messages: list[str]) -> Analysis:
+    def analyse(self, context_type: str, messages: list[str], *, budget: Budget | None = None) -> Analysis:
         completion = self.provider.complete(
-            SYSTEM_PROMPT, build_prompt(context_type, messages), max_tokens=self.max_tokens
+            SYSTEM_PROMPT, build_prompt(context_type, messages), max_tokens=self.max_tokens, budget=budget
         )
         try:
             interpretation, model_confidence = parse_interpretation(completion.text)

@@ -22,7 +22,6 @@ from focus_app.services.jobkit.pagination import Page, paginate
 PRIORITY_BY_SOURCE = {"manual": "high", "view": "medium", "chat": "low"}
 # Celery priority on the Redis transport: lower number = served first.
 CELERY_PRIORITY = {"high": 0, "medium": 3, "low": 6}
-OPEN_STATUSES = ("pending", "processing")
 # What a context type may be (the API's field and a task's argument alike).
 CONTEXT_TYPE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,49}$"
 CONTEXT_TYPE_RULE = "lower-case letters, digits, '_' or '-', at most 50 characters"

@@ -1,6 +1,7 @@
-"""Recovery and dead letters: the sweeper turns stuck jobs and jobs whose message was lost back
-into published work; failed jobs stay as a dead-letter list until replayed (one, or a class of
-them at once) or archived; an operator may cancel a job still waiting to run."""
+"""Recovery and dead letters: the sweeper turns stuck jobs, jobs whose message was lost and deferred
+jobs whose time has come back into published work; failed jobs stay as a dead-letter list until
+replayed (one, or a class of them at once) or archived; an operator may cancel a job still waiting
+to run."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from focus_app.models import JobRun
-from focus_app.models.analysis import AnalysisJob
+from focus_app.models.analysis import OPEN_STATUSES, AnalysisJob
 from focus_app.services.analysis.jobs import Rules, RunMessage
 from focus_app.services.jobkit import fanout, runs
 from focus_app.services.jobkit.errors import Conflict, InvalidInput, NotFound
@@ -36,18 +37,21 @@ class SweepResult:
     requeued: list[uuid.UUID]
     failed: list[uuid.UUID]
     republish: list[RunMessage]  # to publish after the commit
+    resumed: list[uuid.UUID]  # deferred jobs whose time came (among republish)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "requeued_stuck": [str(i) for i in self.requeued],
             "failed_stuck": [str(i) for i in self.failed],
+            "resumed_deferred": [str(i) for i in self.resumed],
             "republished": len(self.republish),
         }
 
 
 def sweep(db: Session, rules: Rules) -> SweepResult:
-    """Stuck processing jobs back to pending (or failed when out of attempts); pending jobs whose
-    message is overdue (lost with a Redis restart or flush) listed for republishing."""
+    """Stuck processing jobs back to pending (or failed when out of attempts); deferred jobs whose
+    time has come (a new day of the user's budget) and pending jobs whose message is overdue (lost
+    with a Redis restart or flush) listed for publishing."""
     stuck_before = func.now() - timedelta(seconds=rules.stuck_after_seconds)
     stuck = AnalysisJob.status == "processing", AnalysisJob.started_at < stuck_before
     timeout = f"timed out: processing for more than {rules.stuck_after_seconds}s"
@@ -63,6 +67,12 @@ def sweep(db: Session, rules: Rules) -> SweepResult:
         .values(status="pending", error=timeout, next_attempt_at=func.now() - timedelta(days=1))
         .returning(AnalysisJob.id)
     ).all()
+    resumed = db.execute(
+        update(AnalysisJob)
+        .where(AnalysisJob.status == "deferred", AnalysisJob.next_attempt_at <= func.now())
+        .values(status="pending", next_attempt_at=func.now(), waiting_for=None)
+        .returning(AnalysisJob.id, AnalysisJob.priority, AnalysisJob.user_id)
+    ).all()
     overdue = db.execute(
         update(AnalysisJob)
         .where(
@@ -73,13 +83,20 @@ def sweep(db: Session, rules: Rules) -> SweepResult:
         .returning(AnalysisJob.id, AnalysisJob.priority, AnalysisJob.user_id)
     ).all()
     db.commit()
-    result = SweepResult(list(requeued), list(failed), [RunMessage(*row) for row in overdue])
+    result = SweepResult(
+        list(requeued),
+        list(failed),
+        [RunMessage(*row) for row in [*resumed, *overdue]],
+        [row.id for row in resumed],
+    )
     if requeued or failed:
         log.warning(
             "cleaned up stuck analysis jobs: requeued=%s failed=%s",
             [str(i) for i in requeued],
             [str(i) for i in failed],
         )
+    if resumed:
+        log.info("deferred analysis jobs due again: %s", [str(row.id) for row in resumed])
     if overdue:
         log.warning("republishing analysis jobs whose message was lost: %s", [str(r.id) for r in overdue])
     return result
@@ -121,7 +138,7 @@ FROM (
       AND NOT EXISTS (
           SELECT 1 FROM analysis_jobs o
           WHERE o.user_id = c.user_id AND o.context_type = c.context_type
-            AND o.status IN ('pending', 'processing'))
+            AND o.status = ANY(CAST(:open AS text[])))
     ORDER BY c.user_id, c.context_type, c.created_at DESC
 ) AS pick
 WHERE j.id = pick.id AND j.status = 'failed'
@@ -138,7 +155,7 @@ def _replay(db: Session, candidates: list[uuid.UUID]) -> ReplayResult:
     for attempt in range(3):
         try:
             with db.begin_nested():
-                rows = db.execute(REPLAY_SQL, {"ids": candidates}).all()
+                rows = db.execute(REPLAY_SQL, {"ids": candidates, "open": list(OPEN_STATUSES)}).all()
             break
         except IntegrityError:
             if attempt == 2:

@@ -1,6 +1,10 @@
 """One analysis job's run: claim it with a compare-and-set, analyse, and store the interpretation
 with the job's completion in one transaction guarded by the attempt it claimed, so duplicate or
-late deliveries change nothing. Provider errors are retried with backoff, then the job fails."""
+late deliveries change nothing. Provider errors are retried with backoff, then the job fails.
+
+Waiting is not failing: a model call whose turn under the shared limit (or a provider's back-off)
+is far away hands the job back to pending for that long, and a user over their daily token budget
+defers it to the next UTC day; both give the attempt back and say why in `waiting_for`."""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ import logging
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -21,14 +25,18 @@ from focus_app.models.analysis import AnalysisJob, ChatMessage, ProfileInterpret
 from focus_app.services.analysis.analyser import Analyser, Analysis
 from focus_app.services.analysis.jobs import Rules
 from focus_app.services.jobkit.errors import NotFound
-from focus_app.services.jobkit.llm import LLMError, MalformedOutput
+from focus_app.services.jobkit.llm import Budget, LLMError, MalformedOutput, OverBudget, Throttled
 
 log = logging.getLogger("analysis_jobs")
 
 
+class RetryLater(Exception):  # noqa: N818 (it is a reason, not an error)
+    """Why analysis.run is published again (Flower shows it beside the RETRY state)."""
+
+
 @dataclass(frozen=True)
 class RunOutcome:
-    status: str  # completed | retry | failed | duplicate | lost_claim | skipped
+    status: str  # completed | retry | waiting | deferred | failed | duplicate | lost_claim | skipped
     job_id: uuid.UUID
     retry_in: float | None = None
     detail: str | None = None
@@ -57,7 +65,9 @@ def run_job(
     claimed = db.execute(
         update(AnalysisJob)
         .where(AnalysisJob.id == job_id, AnalysisJob.status == "pending")
-        .values(status="processing", started_at=func.now(), attempts=AnalysisJob.attempts + 1)
+        .values(
+            status="processing", started_at=func.now(), attempts=AnalysisJob.attempts + 1, waiting_for=None
+        )
         .returning(AnalysisJob.user_id, AnalysisJob.context_type, AnalysisJob.attempts)
     ).one_or_none()
     db.commit()
@@ -82,8 +92,13 @@ def run_job(
             error=f"insufficient data: {total} messages, {rules.min_messages} needed",
         )
         return _completed(db, job_id, done, "insufficient_data")
+    budget = Budget(user_id, spent_on=lambda day: _tokens_spent_on(db, user_id, day))
     try:
-        analysis = analyser.analyse(context_type, messages)
+        analysis = analyser.analyse(context_type, messages, budget=budget)
+    except OverBudget as exc:
+        return _defer(db, job_id, attempt, exc)
+    except Throttled as exc:
+        return _wait_turn(db, job_id, attempt, exc)
     except MalformedOutput as exc:
         log.warning(
             "analysis job=%s attempt=%d malformed model output: %s raw=%r", job_id, attempt, exc, exc.raw
@@ -132,6 +147,20 @@ def _account_deleted_since(db: Session, user_id: str, published_at: datetime | N
     created = db.scalar(select(User.created_at).where(User.id == user_id))
     db.commit()
     return created is None or (published_at is not None and created > published_at)
+
+
+def _tokens_spent_on(db: Session, user_id: str, day: date) -> int:
+    """The model tokens of the user's analyses started on that UTC day (their budget's count,
+    when Redis lost it)."""
+    start = datetime.combine(day, datetime.min.time(), UTC)
+    spent = db.scalar(
+        select(func.coalesce(func.sum(AnalysisJob.tokens_in + AnalysisJob.tokens_out), 0)).where(
+            AnalysisJob.user_id == user_id,
+            AnalysisJob.started_at >= start,
+            AnalysisJob.started_at < start + timedelta(days=1),
+        )
+    )
+    return int(spent or 0)
 
 
 def _messages_to_analyse(db: Session, user_id: str, context_type: str, limit: int) -> list[str]:
@@ -220,6 +249,48 @@ def backoff_seconds(attempt: int, rules: Rules, rng: random.Random | None = None
     """Exponential backoff with equal jitter: half the step fixed, half random, capped."""
     step = min(rules.backoff_max_seconds, rules.backoff_seconds * 2 ** (attempt - 1))
     return step / 2 + (rng or random).uniform(0, step / 2)
+
+
+def _give_back(db: Session, job_id: uuid.UUID, attempt: int, **values: Any) -> Row[Any] | None:
+    """The claimed attempt back: the job was never analysed, so the attempt is not used up."""
+    db.rollback()
+    row = db.execute(
+        update(AnalysisJob)
+        .where(AnalysisJob.id == job_id, AnalysisJob.status == "processing", AnalysisJob.attempts == attempt)
+        .values(attempts=attempt - 1, started_at=None, waits=AnalysisJob.waits + 1, **values)
+        .returning(AnalysisJob.priority)
+    ).one_or_none()
+    db.commit()
+    return row
+
+
+def _wait_turn(db: Session, job_id: uuid.UUID, attempt: int, exc: Throttled) -> RunOutcome:
+    """Pending again until the model call's turn."""
+    reason = f"waiting for its turn under {exc.reason}"
+    row = _give_back(
+        db,
+        job_id,
+        attempt,
+        status="pending",
+        next_attempt_at=func.now() + timedelta(seconds=exc.retry_in),
+        waiting_for=reason,
+    )
+    if row is None:
+        return RunOutcome("lost_claim", job_id)
+    log.info("analysis job=%s %s: back in %.1fs, no attempt used", job_id, reason, exc.retry_in)
+    return RunOutcome("waiting", job_id, retry_in=exc.retry_in, detail=reason, priority=row.priority)
+
+
+def _defer(db: Session, job_id: uuid.UUID, attempt: int, exc: OverBudget) -> RunOutcome:
+    """Over the user's daily budget: deferred to the next day, nothing sent, nothing stored; the
+    sweeper publishes it again then."""
+    row = _give_back(
+        db, job_id, attempt, status="deferred", next_attempt_at=exc.resume_at, waiting_for=str(exc)
+    )
+    if row is None:
+        return RunOutcome("lost_claim", job_id)
+    log.warning("analysis job=%s deferred: %s", job_id, exc)
+    return RunOutcome("deferred", job_id, detail=str(exc))
 
 
 def _attempt_failed(db: Session, job_id: uuid.UUID, attempt: int, exc: LLMError, rules: Rules) -> RunOutcome:

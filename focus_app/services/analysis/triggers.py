@@ -16,9 +16,9 @@ from sqlalchemy import Connection, Row, Select, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from focus_app.models.analysis import AnalysisJob, ChatMessage, ProfileInterpretation
+from focus_app.models.analysis import OPEN_STATUSES, AnalysisJob, ChatMessage, ProfileInterpretation
 from focus_app.models.focus import DEFAULT_TIMEZONE
-from focus_app.services.analysis.jobs import OPEN_STATUSES, PRIORITY_BY_SOURCE, Rules, RunMessage, run_message
+from focus_app.services.analysis.jobs import PRIORITY_BY_SOURCE, Rules, RunMessage, run_message
 from focus_app.services.focus.users import NEW_USER_CTE
 
 log = logging.getLogger("analysis_jobs")
@@ -27,6 +27,7 @@ log = logging.getLogger("analysis_jobs")
 @dataclass(frozen=True)
 class Decision:
     """What a trigger did: `enqueued` (publish job), `pending` (an open job exists: job),
+    `deferred` (the open job waits for the user's next day of model tokens: job),
     `rate_limited` (retry_after seconds), `not_due` (threshold or freshness not reached)."""
 
     status: str
@@ -170,7 +171,7 @@ def request_analysis(db: Session, user_id: str, context_type: str, source: str, 
     )
     if open_job is not None:
         db.commit()
-        return Decision("pending", open_job)
+        return Decision("deferred" if open_job.status == "deferred" else "pending", open_job)
     window = timedelta(seconds=rules.rate_limit_seconds)
     last_run = db.execute(
         select(func.max(AnalysisJob.created_at), func.now()).where(

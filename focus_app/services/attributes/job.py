@@ -17,7 +17,7 @@ from focus_app.services.attributes.consolidation import Attribute, Plan
 from focus_app.services.attributes.store import apply_plan, snapshot
 from focus_app.services.jobkit import fanout, runs
 from focus_app.services.jobkit.errors import RecordedFailure
-from focus_app.services.jobkit.llm import LLMError, LLMProvider, MalformedOutput, extract_json
+from focus_app.services.jobkit.llm import LLMError, LLMProvider, MalformedOutput, Throttled, extract_json
 
 log = logging.getLogger("profile_maintenance")
 
@@ -28,6 +28,10 @@ log = logging.getLogger("profile_maintenance")
 
 class ConsolidationFailed(RecordedFailure):
     """The consolidator's answer was unusable; nothing was changed and the error is recorded."""
+
+
+class WaitingForTurn(Exception):  # noqa: N818 (a reason, not an error)
+    """Why maintenance.consolidate_profile is published again (Flower shows it with RETRY)."""
 
 
 def make_plan(before: list[Attribute], provider: LLMProvider | None) -> Plan:
@@ -122,7 +126,8 @@ def consolidate_entity(
     unit: fanout.Unit | None = None,
 ) -> dict[str, Any]:
     """Consolidate one entity, its unit claimed in the same transaction as the replace (exactly
-    once in effect). Outside a periodic run it is a run of one unit of its own."""
+    once in effect). Outside a periodic run it is a run of one unit of its own. A model call whose
+    turn is far away answers `waiting` with `retry_in`, leaving the unit to a later delivery."""
     user_id = entity_id if entity_type == "user" else None
     logs.bind(**fanout.log_context(unit), user_id=user_id, entity_type=entity_type)
     if unit is None:
@@ -135,7 +140,12 @@ def consolidate_entity(
 
     seen_version, before = snapshot(db, entity_id, entity_type)
     db.rollback()  # no transaction held open across a model call
-    plan = make_plan(before, provider)
+    try:
+        plan = make_plan(before, provider)
+    except Throttled as exc:
+        # The model's turn is far away: nothing claimed or written, the task comes back then.
+        log.info("profile consolidation entity=%s:%s %s", entity_type, entity_id, exc)
+        return {"status": "waiting", "retry_in": exc.retry_in, "detail": str(exc)}
 
     if not fanout.claim(db, unit, status="failed" if plan.error else "done"):
         return fanout.refused(db, unit)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from focus_app.models.intelligence import WeeklyBrief
 from focus_app.services.intelligence import briefs
 from focus_app.services.intelligence.weeks import known_zone
-from focus_app.services.jobkit.llm import LLMError, LLMProvider
+from focus_app.services.jobkit.llm import LLMError, LLMProvider, Throttled
 
 NO_SUCH_USER = "no such user"
 log = logging.getLogger("weekly_intelligence")
@@ -140,7 +140,13 @@ def compute_briefs(
         brief = briefs.build_brief(_numbers(week_of, row))
         source = "deterministic"
         if llm is not None and brief["week_stats"]["sessions"]:
-            story = _llm_story(llm, row.user_id, brief)
+            try:
+                story = _llm_story(llm, row.user_id, brief)
+            except Throttled as exc:
+                # The story is optional and the batch must not wait out the limit: the rest of the
+                # batch keeps the deterministic paragraph (counted as waits in the usage figures).
+                log.warning("llm stories skipped for the rest of this batch (%d users): %s", len(rows), exc)
+                llm, story = None, None
             if story:
                 brief["main_story"], source = story, "llm"
         values.append({"user_id": row.user_id, "week_of": week_of, "story_source": source, **brief})
@@ -182,10 +188,13 @@ MAX_STORY_CHARS = 2000
 
 
 def _llm_story(llm: LLMProvider, user_id: str, brief: dict[str, Any]) -> str | None:
-    """The model's paragraph from the computed numbers, or None to keep the deterministic text."""
+    """The model's paragraph from the computed numbers, or None to keep the deterministic text.
+    Throttled (the shared limit's turn is far away) is left to the caller."""
     numbers = {key: brief[key] for key in ("week_stats", "patterns", "velocity")}
     try:
         completion = llm.complete(STORY_SYSTEM, json.dumps(numbers), max_tokens=400)
+    except Throttled:
+        raise
     except LLMError as exc:
         log.warning("llm story failed for user %s, deterministic text kept: %s", user_id, exc)
         return None

@@ -12,6 +12,7 @@ from PostgreSQL, and every key has a TTL.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date
 from urllib.parse import unquote
@@ -25,6 +26,8 @@ _UNSAFE = re.compile(r"[%:*?\[\]\\\s\x00-\x1f\x7f]")
 DELIVERY_COUNT_TTL_SECONDS = 24 * 3600  # outlives every redelivery of one message
 BRIEF_STATS_TTL_SECONDS = 8 * 24 * 3600  # the health check reads 7 days of hit/miss counts
 PERIODIC_SUCCESS_TTL_SECONDS = 35 * 24 * 3600  # longer than the longest schedule (weekly)
+LLM_USER_DAY_TTL_SECONDS = 2 * 24 * 3600  # a user's day of model tokens outlives the day
+LLM_WAITING_FORGET_SECONDS = 3600  # a waiter that never came back stops being listed
 
 
 def user_part(user_id: str) -> str:
@@ -94,3 +97,32 @@ def deliveries(task_id: str, retries: int) -> str:
 
 # Hash task name -> unix time of its last successful finish (PERIODIC_SUCCESS_TTL_SECONDS).
 PERIODIC_SUCCESS = "focus:metrics:periodic_last_success"
+
+
+# ---------------------------------------------------------------- LLM flow control (jobkit/llm_flow.py)
+# The shared limit lives in these keys, each refreshed to a lifetime of the window plus the call
+# lease on every write, so an idle limiter leaves nothing behind. Losing them forgets at most one
+# window of calls (the budget is seeded again from analysis_jobs).
+
+# Sorted set: call id -> unix time at which the call stops counting (its window has passed).
+LLM_CALLS = "focus:llm:calls"
+# Hash: call id -> tokens it counts for (the most it can cost while in flight, then what it cost).
+LLM_CALL_TOKENS = "focus:llm:call_tokens"
+# Counter: the tokens of every call still counting (the sum of LLM_CALL_TOKENS).
+LLM_WINDOW_TOKENS = "focus:llm:window_tokens"
+# Unix time until which no call may start: a provider answered 429 / overloaded (Retry-After);
+# it expires a second after the back-off ends.
+LLM_BACKOFF_UNTIL = "focus:llm:backoff_until"
+# Sorted set: "{family}:{call id}" -> when that waiting call tries again (LLM_WAITING_FORGET_SECONDS).
+LLM_WAITING = "focus:llm:waiting"
+
+
+def llm_flow_ttl_seconds(window_seconds: float, lease_seconds: float) -> int:
+    """Lifetime of the limiter's keys, refreshed on every write: a call counts for at most its lease
+    and one window, and a minute more keeps an idle limiter's keys while a call may still settle."""
+    return math.ceil(window_seconds + lease_seconds) + 60
+
+
+def llm_user_day(user_id: str, day: date) -> str:
+    """Hash `spent` / `reserved` tokens of one user's analyses on one UTC day (LLM_USER_DAY_TTL_SECONDS)."""
+    return f"focus:llm:user:{user_part(user_id)}:{day.isoformat()}"

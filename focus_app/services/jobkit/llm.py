@@ -1,17 +1,25 @@
 """LLM providers behind one small interface, shared by every analyser and consolidator.
 
 Two wire formats cover the field: Anthropic's Messages API and the OpenAI-compatible chat
-completions endpoint (OpenAI itself, and local servers such as llama.cpp, vLLM or Ollama).
+completions endpoint (OpenAI itself, and local servers such as llama.cpp, vLLM or Ollama). These
+transports are never called directly: `llm_flow.provider_from_settings` puts the configured one
+behind the flow control (the shared per-minute limits, a provider's back-off, the users' daily
+budgets, the usage ledger), so every model call of every family goes through that one place.
 Token counts and cost travel back with the text so callers can store them with their job.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
+import math
 import re
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, ClassVar, Protocol
 
 from focus_app.config import Settings
@@ -20,6 +28,11 @@ ANTHROPIC_DEFAULT_URL = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
 ANTHROPIC_DEFAULT_MODEL = "claude-3-5-haiku-latest"
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
+# Answers that mean "too many requests, come back later": rate limited, unavailable, overloaded
+# (Anthropic's 529). They carry no result, so they cost no tokens and use up no attempt.
+BACKOFF_STATUSES = (429, 503, 529)
+DEFAULT_BACKOFF_SECONDS = 10.0  # when such an answer names no Retry-After
+MAX_BACKOFF_SECONDS = 600.0  # a Retry-After beyond this is read as this
 
 
 class LLMError(Exception):
@@ -44,6 +57,33 @@ class MalformedOutput(LLMError):
     """The model answered, but not with the JSON asked for."""
 
 
+class ProviderBackoff(LLMError):
+    """The provider asked to be left alone for `retry_after` seconds (429 / 503 / 529)."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Throttled(LLMError):
+    """The call's turn is `retry_in` seconds away (the shared limit, or a provider's back-off):
+    hand the work back to the queue for that long. Not a failure, and not an attempt."""
+
+    def __init__(self, retry_in: float, reason: str):
+        super().__init__(f"waiting {retry_in:.1f}s for {reason}")
+        self.retry_in = retry_in
+        self.reason = reason
+
+
+class OverBudget(LLMError):
+    """The user's daily token budget cannot pay for the call: nothing was sent, and the work may
+    run again at `resume_at`."""
+
+    def __init__(self, message: str, resume_at: datetime):
+        super().__init__(message, retryable=False)
+        self.resume_at = resume_at
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str
@@ -53,11 +93,34 @@ class Completion:
     cost_usd: float
 
 
+@dataclass(frozen=True)
+class Budget:
+    """Whose daily token budget (LLM_USER_DAILY_TOKENS) pays for a call. `spent_on(day)` reads
+    what the user's analyses spent on that UTC day from PostgreSQL, the count to start from when
+    Redis has none (after a restart or flush)."""
+
+    user_id: str
+    spent_on: Callable[[date], int]
+
+
 class LLMProvider(Protocol):
+    """What the families call. `budget` names the user whose daily token budget pays (analyses)."""
+
     @property
     def name(self) -> str: ...
 
-    def complete(self, system: str, prompt: str, *, max_tokens: int = 1024) -> Completion: ...
+    def complete(
+        self, system: str, prompt: str, *, max_tokens: int = 1024, budget: Budget | None = None
+    ) -> Completion: ...
+
+
+class Transport(Protocol):
+    """One provider's wire format: a single request, no limits (llm_flow.LimitedProvider adds them)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def send(self, system: str, prompt: str, max_tokens: int) -> Completion: ...
 
 
 @dataclass
@@ -82,7 +145,11 @@ class _HttpProvider:
                 return json.load(response)
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:500].decode(errors="replace")
-            retryable = exc.code in (408, 409, 429) or exc.code >= 500
+            if exc.code in BACKOFF_STATUSES:
+                raise ProviderBackoff(
+                    f"{self.name} answered HTTP {exc.code}: {detail}", retry_after_seconds(exc.headers)
+                ) from None
+            retryable = exc.code in (408, 409) or exc.code >= 500
             raise LLMError(f"{self.name} answered HTTP {exc.code}: {detail}", retryable=retryable) from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             raise LLMError(f"{self.name} unreachable: {exc}") from None
@@ -99,7 +166,7 @@ class _HttpProvider:
 class AnthropicProvider(_HttpProvider):
     name = "anthropic"
 
-    def complete(self, system: str, prompt: str, *, max_tokens: int = 1024) -> Completion:
+    def send(self, system: str, prompt: str, max_tokens: int) -> Completion:
         data = self._post(
             "/v1/messages",
             {
@@ -128,7 +195,7 @@ class AnthropicProvider(_HttpProvider):
 class OpenAICompatibleProvider(_HttpProvider):
     name = "openai"
 
-    def complete(self, system: str, prompt: str, *, max_tokens: int = 1024) -> Completion:
+    def send(self, system: str, prompt: str, max_tokens: int) -> Completion:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         data = self._post(
             "/chat/completions",
@@ -154,8 +221,28 @@ class OpenAICompatibleProvider(_HttpProvider):
             ) from None
 
 
-def provider_from_settings(settings: Settings) -> LLMProvider | None:
-    """The configured provider, or None for the deterministic analysers (LLM_PROVIDER=none)."""
+def retry_after_seconds(headers: Any) -> float:
+    """How long a 429 / overloaded answer asks us to wait: OpenAI's `retry-after-ms`, else
+    `Retry-After` in seconds or as an HTTP date; capped, with a default when it names none."""
+    seconds: float | None = None
+    try:
+        if headers.get("retry-after-ms"):
+            seconds = float(headers["retry-after-ms"]) / 1000
+        elif headers.get("retry-after"):
+            value = headers["retry-after"].strip()
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError):
+        seconds = None
+    if seconds is None or math.isnan(seconds):
+        return DEFAULT_BACKOFF_SECONDS
+    return min(MAX_BACKOFF_SECONDS, max(0.0, seconds))
+
+
+def transport_from_settings(settings: Settings) -> Transport | None:
+    """The configured wire format, or None for the deterministic analysers (LLM_PROVIDER=none)."""
     if settings.llm_provider == "none":
         return None
     known: dict[str, tuple[type[AnthropicProvider | OpenAICompatibleProvider], str, str]] = {

@@ -2,7 +2,8 @@
 
 Nothing is counted in process memory, so every gunicorn worker answers the same figures and a
 restart loses nothing: queue depths and ages are read from the broker's lists, job outcomes from
-`job_runs`, `job_retry_queue` and `analysis_jobs`, periodic successes from one Redis hash.
+`job_runs`, `job_retry_queue` and `analysis_jobs`, periodic successes from one Redis hash, model
+usage from `llm_usage_daily` and the shared limiter's keys.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from focus_app.models.analysis import AnalysisJob
 from focus_app.models.intelligence import JobRetryQueue
 from focus_app.services.intelligence.health import deadline_check
 from focus_app.services.jobkit import keys
+from focus_app.services.jobkit.llm_flow import Limits, window_state
+from focus_app.services.ops import llm_usage
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +139,16 @@ class FocusCollector:
     """prometheus_client collector: one scrape = one read of each store; a store that is down
     is reported by `focus_metrics_source_up` and its figures are left out."""
 
-    def __init__(self, db: Session, client: redis.Redis, broker: redis.Redis, layout: BrokerLayout):
+    def __init__(
+        self,
+        db: Session,
+        client: redis.Redis,
+        broker: redis.Redis,
+        layout: BrokerLayout,
+        llm_limits: Limits | None = None,
+    ):
         self.db, self.client, self.broker, self.layout = db, client, broker, layout
+        self.llm_limits = llm_limits or Limits()
 
     def collect(self) -> Iterator[Metric]:
         families: list[Metric] = []
@@ -191,7 +202,44 @@ class FocusCollector:
         )
         for task, when in sorted(periodic_successes(self.client).items()):
             periodic.add_metric([task], when)
-        return [periodic]
+        return [periodic, *self._llm_window_metrics()]
+
+    def _llm_window_metrics(self) -> list[Metric]:
+        state = window_state(self.client)
+        limits = self.llm_limits
+        window = GaugeMetricFamily(
+            "focus_llm_window",
+            f"model calls and tokens counting against the shared limit now (last {limits.window_seconds}s)",
+            labels=["kind"],
+        )
+        window.add_metric(["tokens"], state.tokens)
+        window.add_metric(["requests"], state.requests)
+        limit = GaugeMetricFamily(
+            "focus_llm_limit",
+            "the configured limits per window (LLM_TOKENS_PER_MINUTE, LLM_REQUESTS_PER_MINUTE) and "
+            "per user and day (LLM_USER_DAILY_TOKENS); absent when unlimited",
+            labels=["kind"],
+        )
+        for kind, value in (
+            ("tokens", limits.tokens_per_window),
+            ("requests", limits.requests_per_window),
+            ("user_daily_tokens", limits.user_daily_tokens),
+        ):
+            if value is not None:
+                limit.add_metric([kind], value)
+        waiting = GaugeMetricFamily(
+            "focus_llm_calls_waiting",
+            "model calls waiting for their turn now, per job family",
+            labels=["family"],
+        )
+        for family, count in sorted(state.waiting.items()):
+            waiting.add_metric([family], count)
+        backoff = GaugeMetricFamily(
+            "focus_llm_provider_backoff_seconds",
+            "seconds left of the back-off a provider asked for (429 / overloaded); 0 when none",
+            value=state.backoff_seconds,
+        )
+        return [window, limit, waiting, backoff]
 
     def _database_metrics(self) -> list[Metric]:
         figures = job_figures(self.db)
@@ -232,4 +280,40 @@ class FocusCollector:
             "users due for more than 4 hours without their weekly brief",
             value=deadline["due_users"] - deadline["briefed_users"],
         )
-        return [runs, last, retry, dead, on_time, overdue]
+        return [runs, last, retry, dead, on_time, overdue, *self._llm_usage_metrics()]
+
+    def _llm_usage_metrics(self) -> list[Metric]:
+        totals = llm_usage.usage_totals(self.db)
+        jobs = llm_usage.waiting_jobs(self.db)
+        self.db.rollback()
+        described = {
+            "calls": "model calls answered",
+            "cost_usd": "model cost in USD (LLM_COST_*_PER_MTOK)",
+            "waits": "model calls that waited for the shared limit or a provider back-off",
+            "provider_backoffs": "provider answers 429 / 503 / 529 (rate limited, overloaded)",
+            "budget_deferrals": "analyses deferred by a user's daily token budget",
+        }
+        column = {"provider_backoffs": "backoffs", "budget_deferrals": "deferrals"}
+        families: list[Metric] = []
+        tokens = CounterMetricFamily(
+            "focus_llm_tokens", "model tokens per job family and direction", labels=["family", "direction"]
+        )
+        for family, figures in sorted(totals.items()):
+            tokens.add_metric([family, "in"], figures["tokens_in"])
+            tokens.add_metric([family, "out"], figures["tokens_out"])
+        families.append(tokens)
+        for name, help_text in described.items():
+            counter = CounterMetricFamily(f"focus_llm_{name}", help_text, labels=["family"])
+            for family, figures in sorted(totals.items()):
+                counter.add_metric([family], float(figures[column.get(name, name)]))
+            families.append(counter)
+        waiting = GaugeMetricFamily(
+            "focus_analysis_jobs_waiting",
+            "analysis jobs waiting: for their turn under the model limit (turn) or for the next day "
+            "of their user's token budget (budget)",
+            labels=["reason"],
+        )
+        waiting.add_metric(["turn"], jobs.waiting)
+        waiting.add_metric(["budget"], jobs.deferred)
+        families.append(waiting)
+        return families

@@ -1,6 +1,7 @@
 /* The operator page: reads the admin API with the key kept in sessionStorage, draws the running
    runs (with Cancel), the periodic jobs, their recent runs and success rates, the retry queue, the
-   dead letters (with Replay) and the bulk replay of dead letters by filter. */
+   dead letters (with Replay), the bulk replay of dead letters by filter and the model usage under
+   the shared LLM limits. */
 (function () {
   "use strict";
   var KEY = "focus.adminKey";
@@ -446,6 +447,85 @@
   });
   $("replay-run").addEventListener("click", runReplay);
 
+  // --- model usage (LLM flow control) -------------------------------------------------------
+
+  function count(n) { return Number(n).toLocaleString("en-US"); }
+
+  function counted(n, word) { return count(n) + " " + word + (n === 1 ? "" : "s"); }
+
+  function llmLimits(limits) {
+    var span = limits.window_seconds === 60 ? "a minute" : limits.window_seconds + " s";
+    var parts = [];
+    if (limits.tokens_per_minute != null) { parts.push(count(limits.tokens_per_minute) + " tokens"); }
+    if (limits.requests_per_minute != null) { parts.push(count(limits.requests_per_minute) + " requests"); }
+    var text = parts.length ? "Shared limit: " + parts.join(" and ") + " per " + span :
+      "Shared limit: none (LLM_TOKENS_PER_MINUTE and LLM_REQUESTS_PER_MINUTE unset)";
+    return text + "; per user and day: " + (limits.user_daily_tokens == null ? "unlimited" :
+      count(limits.user_daily_tokens) + " tokens") + ".";
+  }
+
+  function llmWindow(usage) {
+    var now = usage.window;
+    if (!now) { return null; }
+    var limits = usage.limits;
+    var share = limits.tokens_per_minute ? " (" + Math.round(now.tokens / limits.tokens_per_minute * 100) +
+      "% of the limit)" : "";
+    return "This window: " + counted(now.tokens, "token") + share + ", " + counted(now.requests, "request") + ".";
+  }
+
+  function llmWaiting(usage) {
+    var now = usage.window;
+    var jobs = usage.analysis_jobs;
+    var parts = [];
+    if (now) {
+      Object.keys(now.waiting).sort().forEach(function (family) {
+        parts.push(family + " " + now.waiting[family]);
+      });
+    }
+    var text = parts.length ? "Calls waiting for their turn: " + parts.join(", ") : "No call is waiting for its turn";
+    text += "; analysis jobs waiting: " + jobs.waiting + ", deferred by the daily budget: " + jobs.deferred + ".";
+    return { text: text, busy: parts.length > 0 || jobs.waiting > 0 || jobs.deferred > 0 };
+  }
+
+  function llmBackoff(usage) {
+    if (!usage.window) { return null; }
+    var seconds = usage.window.backoff_seconds;
+    return seconds > 0 ? { text: "Provider back-off: every worker waits " + Math.ceil(seconds) + " s more.", busy: true } :
+      { text: "Provider back-off: none.", busy: false };
+  }
+
+  function llmRow(day) {
+    var row = element("tr");
+    row.dataset.day = day.day;
+    row.dataset.family = day.family;
+    cell(row, "Day (UTC)", day.day);
+    cell(row, "Family", day.family);
+    cell(row, "Calls", count(day.calls));
+    cell(row, "Tokens in", count(day.tokens_in));
+    cell(row, "Tokens out", count(day.tokens_out));
+    cell(row, "Cost", "$" + Number(day.cost_usd).toFixed(4));
+    cell(row, "Waited", count(day.waits), day.waits ? "due" : null);
+    cell(row, "Provider 429s", count(day.backoffs), day.backoffs ? "due" : null);
+    cell(row, "Deferred", count(day.deferrals), day.deferrals ? "due" : null);
+    return row;
+  }
+
+  function renderLlm(usage) {
+    var list = $("llm-now");
+    list.textContent = "";
+    var waiting = llmWaiting(usage);
+    var backoff = llmBackoff(usage);
+    [{ text: llmLimits(usage.limits) }, { text: llmWindow(usage) }, waiting, backoff]
+      .concat(usage.warnings.map(function (text) { return { text: text, busy: true }; }))
+      .forEach(function (fact) {
+        if (!fact || !fact.text) { return; }
+        list.appendChild(element("li", fact.text, fact.busy ? "busy" : null));
+      });
+    fill("llm-body", usage.days, llmRow);
+    show("llm-empty", usage.days.length === 0);
+    show("llm-table", usage.days.length > 0);
+  }
+
   // --- loading -----------------------------------------------------------------------------
 
   function load() {
@@ -457,7 +537,8 @@
       api("/admin/retry-queue?page_size=" + PAGE_SIZE + "&page=" + pages.retry),
       api("/admin/analysis-jobs?status=failed&page_size=" + PAGE_SIZE + "&page=" + pages.dead),
       api("/admin/job-runs?status=running&page_size=" + PAGE_SIZE),
-      api("/admin/job-runs?job=analysis.replay&page_size=5")
+      api("/admin/job-runs?job=analysis.replay&page_size=5"),
+      api("/admin/llm-usage?days=7")
     ]).then(function (answers) {
       show("content", true);
       show("forget-key", true);
@@ -466,6 +547,7 @@
       renderDead(answers[2]);
       renderRunning(answers[3]);
       renderReplays(answers[4]);
+      renderLlm(answers[5]);
       $("loaded-at").textContent = "loaded " + new Date().toLocaleTimeString();
       document.body.dataset.state = "ready";
     }).catch(function (error) {
