@@ -482,9 +482,20 @@ def test_bulk_replay_replays_every_match_exactly_once_in_pages(client, db, celer
     now = datetime.now(UTC)
     failed_jobs(db, "bulk", 1100, context="ctx", error="TimeoutError: provider timed out", failed_at=now)
     failed_jobs(db, "other", 5, context="ctx", error="MalformedOutput: not JSON", failed_at=now)
-    # An open job for one of the contexts: that dead letter is skipped, left failed.
+    # An open job (pending, or deferred by the daily budget) for two of the contexts: those dead
+    # letters are skipped, left failed.
     db.execute(
-        insert(AnalysisJob).values(user_id="bulk", context_type="ctx-7", priority="low", source="chat")
+        insert(AnalysisJob),
+        [
+            {"user_id": "bulk", "context_type": "ctx-7", "priority": "low", "source": "chat"},
+            {
+                "user_id": "bulk",
+                "context_type": "ctx-8",
+                "priority": "low",
+                "source": "chat",
+                "status": "deferred",
+            },
+        ],
     )
     db.commit()
 
@@ -496,30 +507,26 @@ def test_bulk_replay_replays_every_match_exactly_once_in_pages(client, db, celer
 
     assert response.status_code == 200, response.json
     body = response.json
-    assert (body["matched"], body["replayed"], body["skipped"], body["pages"]) == (1100, 1099, 1, 3)
-    assert (body["status"], body["published"], body["dry_run"]) == ("success", 1099, False)
+    assert (body["matched"], body["replayed"], body["skipped"], body["pages"]) == (1100, 1098, 2, 3)
+    assert (body["status"], body["published"], body["dry_run"]) == ("success", 1098, False)
     run = db.get(JobRun, uuid.UUID(body["run_id"]))
     assert (run.job_name, run.trigger, run.status, run.succeeded, run.skipped) == (
         "analysis.replay",
         "api",
         "success",
-        1099,
-        1,
+        1098,
+        2,
     )
     assert run.result["filter"] == {"error": "timed out"} and run.units_done == 3
     # Every replayed job runs once on its fresh attempt (too few messages: insufficient data).
-    wait_for(lambda: status_counts(db).get("completed") == 1099, timeout=180)
-    assert status_counts(db) == {"completed": 1099, "failed": 6, "pending": 1}
+    wait_for(lambda: status_counts(db).get("completed") == 1098, timeout=180)
+    assert status_counts(db) == {"completed": 1098, "failed": 7, "pending": 1, "deferred": 1}
     attempts = db.scalars(select(AnalysisJob.attempts).where(AnalysisJob.status == "completed")).all()
     assert set(attempts) == {1}
-    # The same filter again finds only the skipped one.
-    assert (
-        client.post("/api/v1/admin/analysis-jobs/replay", json={"error": "timed out"}, headers=ADMIN).json[
-            "matched"
-        ]
-        == 1
-    )
-    print(f"\nbulk replay: 1,100 dead letters matched, 1,099 replayed in 3 pages in {seconds:.2f} s")
+    # The same filter again finds only the skipped ones.
+    again = client.post("/api/v1/admin/analysis-jobs/replay", json={"error": "timed out"}, headers=ADMIN)
+    assert again.json["matched"] == 2
+    print(f"\nbulk replay: 1,100 dead letters matched, 1,098 replayed in 3 pages in {seconds:.2f} s")
 
 
 def test_bulk_replay_by_celery_call_takes_the_filter_and_is_recorded(db, celery_app, test_settings):
