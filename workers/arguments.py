@@ -7,11 +7,13 @@ retried and never takes the worker down.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
+from focus_app.services.analysis.jobs import CONTEXT_TYPE_PATTERN, CONTEXT_TYPE_RULE
 from focus_app.services.focus.users import user_id_problem
 from focus_app.services.intelligence.weeks import week_of_problem
 from focus_app.services.jobkit.fanout import Unit
@@ -96,6 +98,40 @@ def monday(value: Any, name: str) -> date:
     return week
 
 
+def moment(value: Any, name: str) -> datetime:
+    """An ISO 8601 date and time with its offset (a time without one names no moment), in UTC."""
+    try:
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            raise ValueError
+        return parsed.astimezone(UTC)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidTaskArguments(
+            f"{name} must be an ISO 8601 date and time with an offset, e.g. 2026-01-05T00:00:00+00:00, "
+            f"got {value!r:.100}"
+        ) from None
+
+
+def text_piece(value: Any, name: str) -> str:
+    """Text to search for: 1 to 500 characters PostgreSQL can compare (no NUL, no lone surrogate)."""
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= 500
+        or "\x00" in value
+        or any(0xD800 <= ord(char) <= 0xDFFF for char in value)
+    ):
+        raise InvalidTaskArguments(
+            f"{name} must be a text of 1 to 500 characters without NUL or lone surrogates, got {value!r:.100}"
+        )
+    return value
+
+
+def context_type(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(CONTEXT_TYPE_PATTERN, value):
+        raise InvalidTaskArguments(f"{name} must be {CONTEXT_TYPE_RULE}, got {value!r:.100}")
+    return value
+
+
 # Every parameter name a task declares, with its check and conversion. None passes unchecked
 # (it is each of these parameters' "not given").
 CHECKS: dict[str, Callable[[Any, str], Any]] = {
@@ -112,6 +148,10 @@ CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "week_of": monday,
     "older_than_days": whole_number(0, 36_500),
     "task_id": task_id,
+    "error": text_piece,
+    "context_type": context_type,
+    "failed_since": moment,
+    "failed_until": moment,
 }
 
 

@@ -82,11 +82,19 @@ def publish_analysis_runs(messages: Iterable[RunMessage]) -> list[str | None]:
     """`analysis.run` for each job, its task id recorded on the job; None where the broker was down
     (the job stays pending and the sweeper publishes it)."""
     task_ids = []
+    published = {}
     for message in messages:
+        # Its result is not kept: no result channel to subscribe to per message (a bulk replay
+        # publishes thousands).
         task_id = publish(
-            "analysis.run", args=message.args, kwargs=message.kwargs, priority=message.celery_priority
+            "analysis.run",
+            args=message.args,
+            kwargs=message.kwargs,
+            priority=message.celery_priority,
+            ignore_result=True,
         )
         if task_id is not None:
-            record_published(db_session(), message.job_id, task_id)
+            published[message.job_id] = task_id
         task_ids.append(task_id)
+    record_published(db_session(), published)
     return task_ids

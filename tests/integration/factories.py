@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, insert, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from focus_app.models import FocusSession, JobRun, Task, User
@@ -126,6 +127,32 @@ def make_failed_analysis_job(db: Session, user_id: str, context_type: str = "wor
     outcome = analysis_run.run_job(db, job.id, _BrokenProvider(), rules)
     assert outcome.status == "failed", outcome
     return job.id
+
+
+def make_dead_letters(
+    db: Session, user_id: str, contexts: list[str], error: str, *, failed_at: datetime | None = None
+) -> None:
+    """Failed analysis jobs (one per context) as a run leaves them: out of attempts, with the
+    error and the time they failed; the user is created if new."""
+    db.execute(pg_insert(User).values(id=user_id).on_conflict_do_nothing())
+    db.execute(
+        insert(AnalysisJob),
+        [
+            {
+                "user_id": user_id,
+                "context_type": context,
+                "priority": "low",
+                "source": "chat",
+                "status": "failed",
+                "attempts": 4,
+                "error": error,
+                "created_at": (failed_at or datetime.now(UTC)) - timedelta(minutes=1),
+                "completed_at": failed_at or datetime.now(UTC),
+            }
+            for context in contexts
+        ],
+    )
+    db.commit()
 
 
 def make_analysed_job(db: Session, user_id: str, context_type: str, minutes_ago: int) -> None:

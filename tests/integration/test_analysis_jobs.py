@@ -452,7 +452,7 @@ def test_failed_jobs_older_than_a_week_are_archived(client, db, celery_app):
     listed = client.get("/api/v1/admin/analysis-jobs?status=failed", headers=ADMIN).json
     assert [item["context_type"] for item in listed["items"]] == ["recent"]
     replay = celery_app.send_task("analysis.replay").get(timeout=30)
-    assert len(replay["replayed"]) == 1
+    assert (replay["replayed"], replay["matched"], replay["status"]) == (1, 1, "success")
     assert result.id
 
 

@@ -1,4 +1,5 @@
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -58,3 +59,29 @@ def test_run_id_and_unit_no_go_together():
 def test_beat_slots_are_stable_within_an_interval():
     assert beat_slot(300, now=600) == beat_slot(300, now=899) == "2"
     assert beat_slot(300, now=900) == "3"
+
+
+@pytest.mark.parametrize(
+    "arguments,named",
+    [
+        ({"failed_since": "2026-01-05"}, "failed_since must be an ISO 8601 date and time with an offset"),
+        ({"failed_until": "2026-01-05T10:00:00"}, "failed_until must be an ISO 8601 date and time"),
+        ({"failed_since": "yesterday"}, "failed_since must be an ISO 8601"),
+        ({"error": ""}, "error must be a text of 1 to 500 characters"),
+        ({"error": "x" * 501}, "error must be a text of 1 to 500"),
+        ({"error": "a\x00b"}, "error must be a text .* without NUL"),
+        ({"error": "\ud800"}, "error must be a text .* lone surrogates"),
+        ({"context_type": "Work Stuff"}, "context_type must be lower-case letters"),
+    ],
+)
+def test_bulk_replay_filters_are_checked_by_name(arguments, named):
+    with pytest.raises(InvalidTaskArguments, match=named):
+        checked(arguments)
+
+
+def test_a_moment_with_an_offset_is_handed_on_in_utc():
+    found = checked(
+        {"failed_since": "2026-01-05T10:00:00+05:45", "context_type": "work", "error": "HTTP 429"}
+    )
+    assert found["failed_since"] == datetime(2026, 1, 5, 4, 15, tzinfo=UTC)
+    assert (found["context_type"], found["error"]) == ("work", "HTTP 429")

@@ -13,6 +13,7 @@ from focus_app.services.analysis import recovery, run
 from focus_app.services.analysis.analyser import analyser_for
 from focus_app.services.analysis.jobs import CELERY_PRIORITY, Rules
 from focus_app.services.ops.metrics import SENT_AT_HEADER
+from workers.arguments import InvalidTaskArguments
 from workers.base import FocusTask
 from workers.publish import publish_analysis_runs
 
@@ -55,8 +56,31 @@ def requeue_stale(self: FocusTask, trigger: str = "manual") -> dict[str, Any]:
 
 
 @shared_task(base=FocusTask, bind=True, name="analysis.replay", ignore_result=False)
-def replay(self: FocusTask, job_id: uuid.UUID | None = None) -> dict[str, Any]:
-    """Re-run one failed job (`--args '["<job id>"]'`) or every failed, unarchived job."""
+def replay(
+    self: FocusTask,
+    job_id: uuid.UUID | None = None,
+    error: str | None = None,
+    context_type: str | None = None,
+    user_id: str | None = None,
+    failed_since: datetime | None = None,
+    failed_until: datetime | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Re-run one failed job (`--args '["<job id>"]'`), or every failed, unarchived job the filter
+    matches, none given: all of them (`--kwargs '{"error": "timeout", "context_type": "work"}'`;
+    `"dry_run": true` only counts)."""
+    criteria = recovery.ReplayFilter(error, context_type, user_id, failed_since, failed_until)
+    if job_id is None:
+        return recovery.replay_matching(
+            db_session(),
+            criteria,
+            dry_run=dry_run,
+            trigger="manual",
+            task_id=self.request.id,
+            publish=publish_analysis_runs,
+        ).as_dict()
+    if criteria.given() or dry_run:
+        raise InvalidTaskArguments("job_id replays that one job: give it alone, or a filter without it")
     result = recovery.replay_failed(db_session(), job_id)
     return {**result.as_dict(), "published": _count(publish_analysis_runs(result.replayed))}
 

@@ -1,5 +1,6 @@
-"""Dead-letter view: analysis jobs by status, and the replay of a failed one (the same service
-function as the `analysis.replay` task, published after its commit)."""
+"""Dead-letter view: analysis jobs by status; the replay of a failed one or of every failed one a
+filter matches (the same service functions as the `analysis.replay` task, published after each
+commit); cancelling a pending one."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from marshmallow import validate
 
 from focus_app.api.analysis.schemas import CONTEXT_TYPE, AnalysisJobSchema
 from focus_app.api.auth import require_admin
-from focus_app.api.base import Args, Blueprint
+from focus_app.api.base import Args, Blueprint, UtcDateTime
 from focus_app.api.pagination import PageArgsSchema, page_schema
 from focus_app.extensions import db_session
 from focus_app.models.analysis import JOB_STATUSES, AnalysisJob
 from focus_app.services.analysis import jobs, recovery
+from focus_app.services.analysis.recovery import REPLAY_PAGE_SIZE, REPLAY_SAMPLE_SIZE, BulkReplay
 from focus_app.services.jobkit.errors import Conflict
 from focus_app.services.jobkit.pagination import Page
 from workers.publish import publish_analysis_runs
@@ -75,3 +77,74 @@ def replay(job_id: uuid.UUID) -> dict[str, Any]:
         raise Conflict(f"analysis job {job_id} not replayed: {reason}")
     (task_id,) = publish_analysis_runs(result.replayed)
     return {"job_id": job_id, "status": "pending", "task_id": task_id}
+
+
+class BulkReplayArgsSchema(ma.Schema):
+    error = ma.fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=500),
+        metadata={"description": "a piece of the job's error, any case"},
+    )
+    context_type = ma.fields.String(load_default=None, validate=CONTEXT_TYPE)
+    user_id = ma.fields.String(load_default=None, validate=validate.Length(min=1, max=128))
+    failed_since = UtcDateTime(load_default=None, metadata={"description": "failed at or after"})
+    failed_until = UtcDateTime(load_default=None, metadata={"description": "failed before"})
+    dry_run = ma.fields.Boolean(
+        load_default=True, metadata={"description": "true (default): only count and show a sample"}
+    )
+
+    @ma.validates_schema
+    def window(self, data: dict[str, Any], **kwargs: Any) -> None:
+        since, until = data.get("failed_since"), data.get("failed_until")
+        if since and until and since >= until:
+            raise ma.ValidationError("must be after failed_since", field_name="failed_until")
+
+
+class BulkReplaySchema(ma.Schema):
+    dry_run = ma.fields.Boolean()
+    matched = ma.fields.Integer(metadata={"description": "failed, unarchived jobs the filter matches"})
+    sample = ma.fields.List(
+        ma.fields.Nested(AdminJobSchema),
+        metadata={"description": f"dry run: the {REPLAY_SAMPLE_SIZE} most recent of them"},
+    )
+    run_id = ma.fields.UUID(
+        allow_none=True, metadata={"description": "the replay's job_runs row (job analysis.replay)"}
+    )
+    status = ma.fields.String(
+        allow_none=True, metadata={"description": "success, or cancelled by an operator between pages"}
+    )
+    replayed = ma.fields.Integer(metadata={"description": "jobs back to pending, each exactly once"})
+    skipped = ma.fields.Integer(
+        metadata={"description": "left failed: their user and context have an open job"}
+    )
+    published = ma.fields.Integer(
+        metadata={"description": "analysis.run messages sent (the sweeper publishes the rest)"}
+    )
+    pages = ma.fields.Integer(metadata={"description": f"transactions of up to {REPLAY_PAGE_SIZE} jobs"})
+
+
+@blp.route("/replay", methods=["POST"])
+@blp.doc(security=[{"adminKey": []}])
+@blp.arguments(BulkReplayArgsSchema)
+@blp.response(200, BulkReplaySchema)
+def replay_matching(body: Args) -> BulkReplay:
+    """Replay every dead letter a filter matches (dry_run, the default: count and sample only)"""
+    dry_run = body.pop("dry_run")
+    return recovery.replay_matching(
+        db_session(),
+        recovery.ReplayFilter(**body),
+        dry_run=dry_run,
+        trigger="api",
+        task_id=None,
+        publish=publish_analysis_runs,
+    )
+
+
+@blp.route("/<uuid:job_id>/cancel", methods=["POST"])
+@blp.doc(security=[{"adminKey": []}])
+@blp.response(200, AdminJobSchema)
+@blp.alt_response(404, description="No such analysis job")
+@blp.alt_response(409, description="The job is not pending (it runs, ran or was cancelled already)")
+def cancel(job_id: uuid.UUID) -> AnalysisJob:
+    """Cancel a pending job: it never runs, its message (if delivered) does nothing"""
+    return recovery.cancel_job(db_session(), job_id)

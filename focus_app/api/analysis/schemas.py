@@ -7,11 +7,9 @@ from marshmallow import validate
 
 from focus_app.extensions import settings
 from focus_app.models.analysis import JOB_STATUSES, AnalysisJob
-from focus_app.services.analysis.jobs import Rules
+from focus_app.services.analysis.jobs import CONTEXT_TYPE_PATTERN, CONTEXT_TYPE_RULE, Rules
 
-CONTEXT_TYPE = validate.Regexp(
-    r"^[a-z0-9][a-z0-9_-]{0,49}$", error="lower-case letters, digits, '_' or '-', at most 50 characters"
-)
+CONTEXT_TYPE = validate.Regexp(CONTEXT_TYPE_PATTERN, error=CONTEXT_TYPE_RULE)
 
 
 def rules() -> Rules:

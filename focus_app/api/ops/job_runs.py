@@ -1,7 +1,9 @@
-"""Admin: job-run history of every periodic or manual job, and the per-job enable switches."""
+"""Admin: job-run history of every periodic or manual job, cancelling a running one, and the
+per-job enable switches."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import marshmallow as ma
@@ -16,6 +18,7 @@ from focus_app.models import JobRun
 from focus_app.models.jobs import RUN_STATUSES, JobSetting
 from focus_app.services.jobkit import runs, switches
 from focus_app.services.jobkit.pagination import Page
+from focus_app.services.ops import control
 
 URL_PREFIX = "/admin"
 blp = Blueprint("admin_jobs", __name__, description="Job-run history and job switches (admin key)")
@@ -76,6 +79,18 @@ class JobSettingUpdateSchema(ma.Schema):
 def job_runs(args: Args) -> Page[JobRun]:
     """Job runs, newest first, filtered by job, status and start time"""
     return runs.list_runs(db_session(), **args)
+
+
+@blp.route("/job-runs/<uuid:run_id>/cancel", methods=["POST"])
+@blp.doc(**ADMIN_DOC)
+@blp.response(200, JobRunSchema)
+@blp.alt_response(404, description="No such run")
+@blp.alt_response(409, description="The run is not running (finished, skipped or already cancelled)")
+def cancel_job_run(run_id: uuid.UUID) -> JobRun:
+    """Cancel a running run: no unit of it starts after this answer; units already running
+    finish or roll back whole; the run ends `cancelled` with the counts so far and
+    `result.cancelled_units`"""
+    return control.cancel_run(db_session(), run_id)
 
 
 def _periodic_jobs() -> set[str]:

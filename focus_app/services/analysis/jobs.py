@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from focus_app.models.analysis import AnalysisJob
@@ -22,6 +22,9 @@ from focus_app.services.jobkit.pagination import Page, paginate
 PRIORITY_BY_SOURCE = {"manual": "high", "view": "medium", "chat": "low"}
 # Celery priority on the Redis transport: lower number = served first.
 CELERY_PRIORITY = {"high": 0, "medium": 3, "low": 6}
+# What a context type may be (the API's field and a task's argument alike).
+CONTEXT_TYPE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,49}$"
+CONTEXT_TYPE_RULE = "lower-case letters, digits, '_' or '-', at most 50 characters"
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,18 @@ def run_message(job: AnalysisJob) -> RunMessage:
     return RunMessage(job.id, job.priority, job.user_id)
 
 
-def record_published(db: Session, job_id: uuid.UUID, celery_task_id: str) -> None:
-    db.execute(update(AnalysisJob).where(AnalysisJob.id == job_id).values(celery_task_id=celery_task_id))
-    db.commit()
+def record_published(db: Session, task_ids: dict[uuid.UUID, str]) -> None:
+    """The `analysis.run` message each job went out with (one statement for a whole page)."""
+    if task_ids:
+        db.execute(
+            text(
+                "UPDATE analysis_jobs j SET celery_task_id = s.task_id "
+                "FROM unnest(CAST(:ids AS uuid[]), CAST(:task_ids AS text[])) AS s(id, task_id) "
+                "WHERE j.id = s.id"
+            ),
+            {"ids": list(task_ids), "task_ids": list(task_ids.values())},
+        )
+        db.commit()
 
 
 def get_user_job(db: Session, user_id: str, job_id: uuid.UUID) -> AnalysisJob:

@@ -64,7 +64,8 @@ _ADD_CHAT_MESSAGE = text(
               AND NOT earlier.off_the_record
               AND earlier.created_at > COALESCE(
                   (SELECT max(created_at) FROM analysis_jobs
-                   WHERE user_id = :user_id AND context_type = :context_type AND status <> 'failed'),
+                   WHERE user_id = :user_id AND context_type = :context_type
+                     AND status NOT IN ('failed', 'cancelled')),
                   '-infinity'::timestamptz)
             LIMIT :cap
         ) AS unanalysed
@@ -89,7 +90,8 @@ def add_chat_message(
     rules: Rules,
 ) -> tuple[Row, Decision]:
     """Store the message, then the chat trigger: 5+ new on-the-record messages since the last
-    analysis of this context (the last job that did not fail) enqueue a low-priority job.
+    analysis of this context (the last job that neither failed nor was cancelled) enqueue a
+    low-priority job.
 
     The message, the caller's user row if new, the count of the on-the-record messages before it
     since that analysis and the open job (if any) are one autocommitted statement on `connection`;

@@ -135,6 +135,8 @@ def consolidate_entity(
         if not own.units:
             return {"status": "duplicate", "run_id": str(own.run_id)} if own.run_id else own.summary
         unit = own.units[0]
+    elif (refusal := fanout.refusal(db, unit)) is not None:
+        return refusal  # a cancelled run's entity costs no model call
 
     seen_version, before = snapshot(db, entity_id, entity_type)
     db.rollback()  # no transaction held open across a model call
@@ -146,7 +148,7 @@ def consolidate_entity(
         return {"status": "waiting", "retry_in": exc.retry_in, "detail": str(exc)}
 
     if not fanout.claim(db, unit, status="failed" if plan.error else "done"):
-        return {"status": "duplicate", "run_id": str(unit.run_id), "unit": unit.unit_no}
+        return fanout.refused(db, unit)
     if plan.error:
         outcome = "failed"
     elif dry_run:

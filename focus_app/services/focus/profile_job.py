@@ -115,7 +115,7 @@ def compute_batch(
         user_id=logs.only_user(user_ids),
     )
     if unit is not None and not fanout.claim(db, unit):
-        return {"status": "duplicate", "run_id": str(unit.run_id), "unit": unit.unit_no}
+        return fanout.refused(db, unit)
     users = list(dict.fromkeys(user_ids))
     # Claimed before the computation reads the sessions, cleared after the commit (flags.py).
     token = flags.claim_flags(client, users)

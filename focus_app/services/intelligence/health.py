@@ -50,9 +50,11 @@ def health(db: Session, client: redis.Redis, now: datetime | None = None) -> dic
     last = db.scalars(
         select(JobRun).where(JobRun.job_name == JOB_NAME).order_by(JobRun.started_at.desc()).limit(1)
     ).first()
+    # A run an operator cancelled says nothing about how the job does (the deadline check still
+    # counts the users it left without a brief).
     finished = db.scalars(
         select(JobRun)
-        .where(JobRun.job_name == JOB_NAME, JobRun.finished_at.is_not(None))
+        .where(JobRun.job_name == JOB_NAME, JobRun.finished_at.is_not(None), JobRun.status != "cancelled")
         .order_by(JobRun.started_at.desc())
         .limit(1)
     ).first()

@@ -27,6 +27,7 @@ from focus_app.services.jobkit import fanout, runs
 from focus_app.services.jobkit.llm import LLMProvider
 
 MAX_LISTED_USERS = 100
+TICK_SCOPE = "briefs due"
 log = logging.getLogger("weekly_intelligence")
 
 # Who gets briefs (seed 004's preferences); a user without a preferences row does.
@@ -52,6 +53,16 @@ RESCHEDULE_SQL = text(
 UPDATE users u SET brief_week = s.brief_week, brief_due_at = s.due_at
 FROM unnest(CAST(:ids AS text[]), CAST(:weeks AS date[]), CAST(:due_ats AS timestamptz[]))
      AS s(id, brief_week, due_at)
+WHERE u.id = s.id
+"""
+)
+
+# A cancelled tick's users whose batch never ran: their week is owed again, worked out by the next
+# tick (NULL), and `brief_week` only ever moves back here (a later tick may have planned further).
+RELEASE_SQL = text(
+    """
+UPDATE users u SET brief_week = LEAST(u.brief_week, s.brief_week), brief_due_at = NULL
+FROM unnest(CAST(:ids AS text[]), CAST(:weeks AS date[])) AS s(id, brief_week)
 WHERE u.id = s.id
 """
 )
@@ -128,6 +139,7 @@ def plan_weekly(
         slot=weeks.week_slot(week_of) if whole_week and week_of else None,
         scope=_scope(tick, week_of, user_ids),
         new_run=new_run,
+        release=release_units,
     )
     if plan.started:
         log.info(
@@ -145,7 +157,7 @@ def plan_weekly(
 
 def _scope(tick: bool, week_of: date | None, user_ids: list[str] | None) -> str:
     if tick:
-        return "briefs due"
+        return TICK_SCOPE
     week = f"week {week_of.isoformat()}" if week_of else "latest due week"
     return week if user_ids is None else f"{week}, {len(user_ids)} users"
 
@@ -189,6 +201,30 @@ def _requested_briefs(
         for row in db.execute(select(User.id, User.timezone).where(User.id.in_(user_ids)))
     }
     return [(user_id, week_of or due_week(zones.get(user_id))) for user_id in sorted(set(user_ids))]
+
+
+def release_units(db: Session, units: list[fanout.Unit]) -> None:
+    """Cancelled batches of a tick give their users back to the schedule, so the next tick plans
+    the briefs that were never written (a deliberate run moved no schedule: nothing to give)."""
+    ticks = {
+        row.id: row.result or {}
+        for row in db.execute(
+            select(JobRun.id, JobRun.result).where(
+                JobRun.id.in_({unit.run_id for unit in units}), JobRun.scope == TICK_SCOPE
+            )
+        )
+    }
+    owed: dict[str, date] = {}
+    for unit in units:
+        if unit.run_id not in ticks:
+            continue
+        users, week = _batch(unit.payload)
+        week = week or date.fromisoformat(ticks[unit.run_id]["week_of"])
+        for user_id in users:
+            owed[user_id] = min(owed.get(user_id, week), week)
+    if owed:
+        db.execute(RELEASE_SQL, {"ids": list(owed), "weeks": [week - weeks.WEEK for week in owed.values()]})
+        log.info("weekly intelligence: %d users of cancelled batches are due again", len(owed))
 
 
 def unit_args(payload: Any) -> list[Any]:
@@ -277,7 +313,7 @@ def generate_batch(
     """
     if unit is not None:
         if not fanout.claim(db, unit):
-            return {"status": "duplicate", "run_id": str(unit.run_id), "unit": unit.unit_no}
+            return fanout.refused(db, unit)
         params = db.get_one(JobRun, unit.run_id).result or {}
         week_of = week_of or date.fromisoformat(params["week_of"])
         force_refresh = bool(params.get("force_refresh"))

@@ -14,6 +14,11 @@ count  the unit's counts are added to its run in that same transaction; the last
 fail   a unit whose task is out of retries is claimed as failed and counted, so its run finishes.
 crash  a task that fails for good finishes the runs it started that are still open as failed, with
        its error: no run stays `running` after the task that owns it has died of an exception.
+cancel an operator stops an open run: it ends `cancelled` with the counts so far, its pending units
+       are cancelled, no claim takes a unit of it once the cancel has committed, and no sweeper or
+       resumed planner publishes them again. Units running at that moment finish (and are
+       counted) or roll back whole. A family whose planning promised something to the units'
+       subjects (the weekly schedule) gives it back through its `release`.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ class Unit:
 def log_context(unit: Unit | None) -> dict[str, Any]:
     """The run and unit every log line of a unit's work carries."""
     return {"run_id": str(unit.run_id) if unit else None, "unit": unit.unit_no if unit else None}
+
+
+# Called in the transaction that cancels units: what the family gives back for them.
+Release = Callable[[Session, list[Unit]], None]
 
 
 @dataclass(frozen=True)
@@ -108,17 +117,28 @@ def plan(
     scope: str | None,
     new_run: Callable[[], NewRun],
     lost_after_seconds: int | None = None,
+    release: Release | None = None,
 ) -> Plan:
-    """Start (or resume) the run and write its units; the caller publishes `units` after this."""
+    """Start (or resume) the run and write its units; the caller publishes `units` after this.
+
+    Units a cancel left pending (they were running, then rolled back) are cancelled first and
+    given back through `release`, before `new_run` looks for work."""
     started = start(db, job_name, trigger=trigger, task_id=task_id, slot=slot, scope=scope)
     if isinstance(started, Plan):
         return started
     run = started.run
     if started.resumed:
+        if run.status == "cancelled":
+            db.rollback()
+            reason = "its run was cancelled by an operator"
+            return Plan(None, summary={"status": "cancelled", "run_id": str(run.id), "reason": reason})
         units = [Unit(run.id, unit_no, payload) for unit_no, payload in runs.pending_units(db, run.id)]
         db.commit()
         return Plan(run.id, units, {"status": "resumed", "run_id": str(run.id), **(run.result or {})})
 
+    orphans = [Unit(*row) for row in runs.cancel_orphaned_units(db, job_name)]
+    if orphans and release is not None:
+        release(db, orphans)
     planned = new_run()
     if not planned.payloads and not planned.keep_if_empty:
         db.delete(run)
@@ -141,11 +161,32 @@ def plan(
 
 def claim(db: Session, unit: Unit, status: str = "done") -> bool:
     """Take the unit (pending -> status) in the caller's transaction; False (rolled back) when
-    another delivery already took it. A unit that does not exist is NotFound."""
+    another delivery already took it or its run was cancelled. A unit that does not exist is
+    NotFound."""
     if runs.claim_unit(db, unit.run_id, unit.unit_no, status):
         return True
     db.rollback()
     return False
+
+
+def refusal(db: Session, unit: Unit) -> dict[str, Any] | None:
+    """None while a claim could still take the unit; else the task's answer, `cancelled` (its run
+    was) or `duplicate` (another delivery took it). Asked before work that costs something
+    outside the transaction (a model call), so a cancelled run's unit never starts it."""
+    unit_status, run_status = runs.unit_state(db, unit.run_id, unit.unit_no)
+    db.rollback()
+    if "cancelled" in (unit_status, run_status):
+        status = "cancelled"
+    elif unit_status != "pending":
+        status = "duplicate"
+    else:
+        return None
+    return {"status": status, "run_id": str(unit.run_id), "unit": unit.unit_no}
+
+
+def refused(db: Session, unit: Unit) -> dict[str, Any]:
+    """A task's answer for a unit its claim did not take."""
+    return refusal(db, unit) or {"status": "duplicate", "run_id": str(unit.run_id), "unit": unit.unit_no}
 
 
 def count(
@@ -192,6 +233,17 @@ def crashed(db: Session, task_id: str | None, error: str) -> int:
     failed = runs.fail_open_runs(db, task_id, error) if task_id else 0
     db.commit()
     return failed
+
+
+def cancel(db: Session, run_id: uuid.UUID, releases: dict[str, Release]) -> JobRun:
+    """An operator stops an open run (committed): NotFound, or Conflict when it is not open. The
+    pending units are cancelled and given back through the job's release, in one transaction."""
+    run, cancelled = runs.cancel_run(db, run_id)
+    release = releases.get(run.job_name)
+    if cancelled and release is not None:
+        release(db, [Unit(*row) for row in cancelled])
+    db.commit()
+    return run
 
 
 def _finish(db: Session, run: JobRun) -> None:

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ColumnElement, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from focus_app.models import JobRun, JobRunUnit
-from focus_app.services.jobkit.errors import NotFound
+from focus_app.services.jobkit.errors import Conflict, NotFound
 from focus_app.services.jobkit.pagination import Page, paginate
 
 
@@ -79,12 +79,14 @@ def pending_units(db: Session, run_id: uuid.UUID) -> list[tuple[int, list[Any]]]
 def stale_pending_units(
     db: Session, job_name: str, older_than_seconds: int
 ) -> list[tuple[uuid.UUID, int, list[Any]]]:
-    """Units still pending long after they were published: their message was probably lost."""
+    """Units still pending long after they were published: their message was probably lost. A
+    cancelled run's units are never among them."""
     rows = db.execute(
         select(JobRunUnit.run_id, JobRunUnit.unit_no, JobRunUnit.payload)
         .join(JobRun, JobRun.id == JobRunUnit.run_id)
         .where(
             JobRun.job_name == job_name,
+            JobRun.status != "cancelled",
             JobRunUnit.status == "pending",
             JobRunUnit.created_at < func.now() - timedelta(seconds=older_than_seconds),
         )
@@ -94,7 +96,8 @@ def stale_pending_units(
 
 
 def claim_unit(db: Session, run_id: uuid.UUID, unit_no: int, status: str = "done") -> bool:
-    """Compare-and-set pending -> status; False when another delivery already took it.
+    """Compare-and-set pending -> status; False when another delivery already took it or its run
+    was cancelled (once the cancel has committed, no unit of the run starts).
 
     A unit that does not exist (a hand-typed run id or unit number) is NotFound, not a duplicate.
     """
@@ -104,6 +107,7 @@ def claim_unit(db: Session, run_id: uuid.UUID, unit_no: int, status: str = "done
             JobRunUnit.run_id == run_id,
             JobRunUnit.unit_no == unit_no,
             JobRunUnit.status == "pending",
+            select(JobRun.id).where(JobRun.id == run_id, JobRun.status != "cancelled").exists(),
         )
         .values(status=status, finished_at=func.now())
         .returning(JobRunUnit.unit_no)
@@ -111,6 +115,18 @@ def claim_unit(db: Session, run_id: uuid.UUID, unit_no: int, status: str = "done
     if claimed is None and db.get(JobRunUnit, (run_id, unit_no)) is None:
         raise NotFound(f"job run {run_id} has no unit {unit_no}")
     return claimed is not None
+
+
+def unit_state(db: Session, run_id: uuid.UUID, unit_no: int) -> tuple[str, str]:
+    """(unit status, run status); NotFound for a unit that does not exist."""
+    row = db.execute(
+        select(JobRunUnit.status, JobRun.status)
+        .join(JobRun, JobRun.id == JobRunUnit.run_id)
+        .where(JobRunUnit.run_id == run_id, JobRunUnit.unit_no == unit_no)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"job run {run_id} has no unit {unit_no}")
+    return row[0], row[1]
 
 
 def note_unit_error(db: Session, run_id: uuid.UUID, unit_no: int, error: str) -> None:
@@ -132,7 +148,8 @@ def count_unit(
     error: str | None = None,
 ) -> JobRun | None:
     """Add a claimed unit's counts; returns the run when this unit was its last one (the caller
-    finishes it)."""
+    finishes it). A unit that was running when its run was cancelled is counted, and the run
+    stays cancelled."""
     run = db.execute(
         update(JobRun)
         .where(JobRun.id == run_id)
@@ -145,9 +162,14 @@ def count_unit(
         )
         .returning(JobRun)
     ).scalar_one_or_none()
-    if run is None or run.units_done < run.units_total:
+    if run is None or run.status == "cancelled" or run.units_done < run.units_total:
         return None
     return run
+
+
+def _duration_ms() -> ColumnElement[Any]:
+    """The run's duration up to this statement (clock time, not the transaction's start)."""
+    return func.floor(func.extract("epoch", func.clock_timestamp() - JobRun.started_at) * 1000)
 
 
 def finish_run(db: Session, run: JobRun, status: str | None = None, result: dict | None = None) -> None:
@@ -158,7 +180,7 @@ def finish_run(db: Session, run: JobRun, status: str | None = None, result: dict
         .values(
             status=status or ("failed" if run.failed else "success"),
             finished_at=func.now(),
-            duration_ms=func.floor(func.extract("epoch", func.clock_timestamp() - JobRun.started_at) * 1000),
+            duration_ms=_duration_ms(),
             result=result if result is not None else JobRun.result,
         )
         .returning(JobRun.status, JobRun.duration_ms, JobRun.finished_at)
@@ -171,18 +193,75 @@ def fail_open_runs(db: Session, task_id: str, error: str) -> int:
     return len(
         db.execute(
             update(JobRun)
-            .where(JobRun.task_id == task_id, JobRun.status.in_(("pending", "running")))
+            .where(JobRun.task_id == task_id, JobRun.status.in_(OPEN_RUN_STATUSES))
             .values(
                 status="failed",
                 finished_at=func.now(),
-                duration_ms=func.floor(
-                    func.extract("epoch", func.clock_timestamp() - JobRun.started_at) * 1000
-                ),
+                duration_ms=_duration_ms(),
                 error=func.coalesce(JobRun.error, error[:2000]),
             )
             .returning(JobRun.id)
         ).all()
     )
+
+
+OPEN_RUN_STATUSES = ("pending", "running")
+CANCELLED_ERROR = "cancelled by an operator"
+PendingUnit = tuple[uuid.UUID, int, Any]  # run id, unit number, payload
+
+
+def cancel_run(db: Session, run_id: uuid.UUID) -> tuple[JobRun, list[PendingUnit]]:
+    """An open run ends `cancelled` with the counts so far, and its pending units with it.
+
+    Not committed. Units a worker holds right now are skipped (their row is locked): they finish
+    and are counted, or roll back whole and stay pending in a cancelled run, where no claim and no
+    sweeper takes them (`cancel_orphaned_units` tidies them up later).
+    """
+    run = db.scalars(
+        select(JobRun).where(JobRun.id == run_id).with_for_update().execution_options(populate_existing=True)
+    ).one_or_none()
+    if run is None:
+        raise NotFound(f"job run {run_id} not found")
+    if run.status not in OPEN_RUN_STATUSES:
+        raise Conflict(f"job run {run_id} is {run.status}: only a running run can be cancelled")
+    cancelled = _cancel_units(db, JobRunUnit.run_id == run_id)
+    row = db.execute(
+        update(JobRun)
+        .where(JobRun.id == run_id)
+        .values(
+            status="cancelled",
+            finished_at=func.now(),
+            duration_ms=_duration_ms(),
+            error=func.coalesce(JobRun.error, CANCELLED_ERROR),
+            result={**(run.result or {}), "cancelled_units": len(cancelled)},
+        )
+        .returning(JobRun)
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    return row, cancelled
+
+
+def cancel_orphaned_units(db: Session, job_name: str) -> list[PendingUnit]:
+    """Units left pending in the job's cancelled runs (running when the run was cancelled, then
+    rolled back) are cancelled too. Not committed."""
+    cancelled_runs = select(JobRun.id).where(JobRun.job_name == job_name, JobRun.status == "cancelled")
+    return _cancel_units(db, JobRunUnit.run_id.in_(cancelled_runs))
+
+
+def _cancel_units(db: Session, which: ColumnElement[bool]) -> list[PendingUnit]:
+    """pending -> cancelled for the units that no worker holds (SKIP LOCKED: never waits)."""
+    free = (
+        select(JobRunUnit.run_id, JobRunUnit.unit_no)
+        .where(which, JobRunUnit.status == "pending")
+        .with_for_update(skip_locked=True)
+    )
+    rows = db.execute(
+        update(JobRunUnit)
+        .where(tuple_(JobRunUnit.run_id, JobRunUnit.unit_no).in_(free), JobRunUnit.status == "pending")
+        .values(status="cancelled", finished_at=func.now())
+        .returning(JobRunUnit.run_id, JobRunUnit.unit_no, JobRunUnit.payload)
+    ).all()
+    return sorted((row.run_id, row.unit_no, row.payload) for row in rows)
 
 
 def list_runs(

@@ -1,6 +1,7 @@
-/* The operator page: reads the admin API with the key kept in sessionStorage, draws the periodic
-   jobs, their recent runs and success rates, the retry queue, the dead letters (with Replay) and
-   the model usage under the shared LLM limits. */
+/* The operator page: reads the admin API with the key kept in sessionStorage, draws the running
+   runs (with Cancel), the periodic jobs, their recent runs and success rates, the retry queue, the
+   dead letters (with Replay), the bulk replay of dead letters by filter and the model usage under
+   the shared LLM limits. */
 (function () {
   "use strict";
   var KEY = "focus.adminKey";
@@ -18,10 +19,13 @@
     show("error", true);
   }
 
-  function api(path, method) {
+  function api(path, method, body) {
+    var headers = { "X-API-Key": sessionStorage.getItem(KEY) || "" };
+    if (body !== undefined) { headers["Content-Type"] = "application/json"; }
     return fetch("/api/v1" + path, {
       method: method || "GET",
-      headers: { "X-API-Key": sessionStorage.getItem(KEY) || "" }
+      headers: headers,
+      body: body === undefined ? undefined : JSON.stringify(body)
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (body) {
         if (response.status === 401 || response.status === 403) {
@@ -31,11 +35,23 @@
         }
         if (!response.ok) {
           throw new Error("The server answered " + response.status + " for " + path +
-                          (body.message ? ": " + body.message : ""));
+                          (body.message ? ": " + body.message : "") + fieldErrors(body.errors));
         }
         return body;
       });
     });
+  }
+
+  function fieldErrors(errors) {
+    // 422: {"json": {"context_type": ["..."]}} -> " (context_type: ...)"
+    var parts = [];
+    Object.keys(errors || {}).forEach(function (location) {
+      var fields = errors[location];
+      Object.keys(fields || {}).forEach(function (name) {
+        parts.push(name + ": " + [].concat(fields[name]).join(" "));
+      });
+    });
+    return parts.length ? " (" + parts.join("; ") + ")" : "";
   }
 
   // --- formatting -------------------------------------------------------------------------
@@ -219,15 +235,20 @@
     return row;
   }
 
-  function deadRow(job) {
+  function failedJobRow(job, attempts) {
     var row = element("tr");
     row.dataset.jobId = job.id;
     cell(row, "Job", job.id.slice(0, 8)).title = job.id;
     cell(row, "User", job.user_id);
     cell(row, "Context", job.context_type);
-    cell(row, "Attempts", String(job.attempts));
+    if (attempts) { cell(row, "Attempts", String(job.attempts)); }
     cell(row, "Failed at", when(job.completed_at));
     cell(row, "Error", job.error || "", "error-text");
+    return row;
+  }
+
+  function deadRow(job) {
+    var row = failedJobRow(job, true);
     var button = element("button", "Replay", "replay");
     button.type = "button";
     var action = cell(row, "Replay", button);
@@ -274,6 +295,157 @@
     renderList("dead", page, "dead-body", deadRow);
     $("dead-total").textContent = "failed analysis jobs: " + page.total;
   }
+
+  // --- operator control: running runs (Cancel) and bulk replay -------------------------------
+
+  function progress(run) {
+    var text = run.units_done + " of " + run.units_total + " units · " + run.succeeded + " ok, " +
+      run.failed + " failed, " + run.skipped + " skipped";
+    var cancelled = run.result && run.result.cancelled_units;
+    return cancelled ? text + " · " + cancelled + " units cancelled" : text;
+  }
+
+  function runningRow(run) {
+    var row = element("tr");
+    row.dataset.runId = run.id;
+    cell(row, "Job", run.job_name);
+    cell(row, "Trigger", run.trigger + (run.scope ? " (" + run.scope + ")" : ""));
+    cell(row, "Started", when(run.started_at));
+    var counts = cell(row, "Progress", progress(run));
+    var button = element("button", "Cancel", "cancel");
+    button.type = "button";
+    var action = cell(row, "Cancel", button);
+    button.addEventListener("click", function () { cancelRun(run, row, button, action, counts); });
+    return row;
+  }
+
+  function cancelRun(run, row, button, action, counts) {
+    button.disabled = true;
+    button.textContent = "Cancelling…";
+    api("/admin/job-runs/" + run.id + "/cancel", "POST").then(function (answer) {
+      row.dataset.status = answer.status;
+      counts.textContent = progress(answer);
+      action.textContent = "";
+      action.appendChild(badge(answer.status));
+    }).catch(function (error) {
+      if (error instanceof AuthError) { signIn(error.message); return; }
+      button.disabled = false;
+      button.textContent = "Cancel";
+      counts.textContent = error.message;
+    });
+  }
+
+  function renderRunning(page) {
+    fill("running-body", page.items, runningRow);
+    show("running-empty", page.total === 0);
+    show("running-table", page.items.length > 0);
+    $("running-total").textContent = page.total ? page.total + " running" : "";
+  }
+
+  var FILTER_FIELDS = ["error", "context_type", "user_id", "failed_since", "failed_until"];
+
+  function filterText(filter) {
+    var names = FILTER_FIELDS.filter(function (name) { return filter && filter[name] != null; });
+    return names.length ? names.map(function (name) { return name + " " + filter[name]; }).join(", ") :
+      "every dead letter";
+  }
+
+  function replayRunRow(run) {
+    var row = element("tr");
+    row.dataset.runId = run.id;
+    cell(row, "Started", when(run.started_at));
+    cell(row, "By", run.trigger === "api" ? "this page / API" : "celery call");
+    cell(row, "Filter", filterText(run.result && run.result.filter));
+    cell(row, "Status", badge(run.status));
+    cell(row, "Replayed", run.succeeded + " of " + ((run.result && run.result.matched) || 0));
+    cell(row, "Skipped", String(run.skipped));
+    return row;
+  }
+
+  function renderReplays(page) {
+    fill("replays-body", page.items, replayRunRow);
+    show("replays-empty", page.total === 0);
+    show("replays-table", page.items.length > 0);
+    $("replays-total").textContent = page.total ? "last " + page.items.length + " of " + page.total : "";
+  }
+
+  var previewed = null;  // the filter the Replay button replays: the one last previewed
+
+  function replayFilter() {
+    var form = $("replay-form");
+    var filter = {};
+    FILTER_FIELDS.slice(0, 3).forEach(function (name) {
+      var value = form.elements[name].value.trim();
+      if (value) { filter[name] = value; }
+    });
+    FILTER_FIELDS.slice(3).forEach(function (name) {
+      var value = form.elements[name].value;  // local time of this browser
+      if (value) { filter[name] = new Date(value).toISOString(); }
+    });
+    return filter;
+  }
+
+  function outcome(text, problem) {
+    var node = $("replay-outcome");
+    node.textContent = text;
+    node.classList.toggle("problem", !!problem);
+    show("replay-outcome", true);
+  }
+
+  function previewReplay() {
+    var filter = replayFilter();
+    var button = $("replay-run");
+    button.disabled = true;
+    previewed = null;
+    api("/admin/analysis-jobs/replay", "POST", Object.assign({ dry_run: true }, filter)).then(function (answer) {
+      previewed = filter;
+      outcome(answer.matched + (answer.matched === 1 ? " failed job matches" : " failed jobs match") +
+        " (" + filterText(filter) + ")" + (answer.matched > answer.sample.length ?
+        "; the " + answer.sample.length + " most recent below" : ""));
+      fill("replay-sample-body", answer.sample, function (job) { return failedJobRow(job, false); });
+      show("replay-sample", answer.sample.length > 0);
+      button.textContent = "Replay " + answer.matched + (answer.matched === 1 ? " job" : " jobs");
+      button.disabled = answer.matched === 0;
+    }).catch(function (error) {
+      if (error instanceof AuthError) { signIn(error.message); return; }
+      outcome(error.message, true);
+      show("replay-sample", false);
+    });
+  }
+
+  function runReplay() {
+    var button = $("replay-run");
+    if (!previewed) { return; }
+    button.disabled = true;
+    button.textContent = "Replaying…";
+    api("/admin/analysis-jobs/replay", "POST", Object.assign({ dry_run: false }, previewed)).then(function (answer) {
+      previewed = null;
+      button.textContent = "Replay";
+      show("replay-sample", false);
+      outcome("Replayed " + answer.replayed + " of " + answer.matched + " in " + answer.pages +
+        (answer.pages === 1 ? " page" : " pages") + (answer.skipped ? ", " + answer.skipped +
+        " skipped (their user and context have an open job)" : "") + " · " + answer.status +
+        " · run " + answer.run_id);
+      return load();
+    }).catch(function (error) {
+      if (error instanceof AuthError) { signIn(error.message); return; }
+      button.disabled = false;
+      button.textContent = "Replay";
+      outcome(error.message, true);
+    });
+  }
+
+  $("replay-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    previewReplay();
+  });
+  $("replay-form").addEventListener("input", function () {
+    // A changed filter must be previewed before it is replayed.
+    previewed = null;
+    $("replay-run").disabled = true;
+    $("replay-run").textContent = "Replay";
+  });
+  $("replay-run").addEventListener("click", runReplay);
 
   // --- model usage (LLM flow control) -------------------------------------------------------
 
@@ -364,6 +536,8 @@
       api("/admin/periodic-jobs"),
       api("/admin/retry-queue?page_size=" + PAGE_SIZE + "&page=" + pages.retry),
       api("/admin/analysis-jobs?status=failed&page_size=" + PAGE_SIZE + "&page=" + pages.dead),
+      api("/admin/job-runs?status=running&page_size=" + PAGE_SIZE),
+      api("/admin/job-runs?job=analysis.replay&page_size=5"),
       api("/admin/llm-usage?days=7")
     ]).then(function (answers) {
       show("content", true);
@@ -371,7 +545,9 @@
       renderJobs(answers[0]);
       renderRetry(answers[1]);
       renderDead(answers[2]);
-      renderLlm(answers[3]);
+      renderRunning(answers[3]);
+      renderReplays(answers[4]);
+      renderLlm(answers[5]);
       $("loaded-at").textContent = "loaded " + new Date().toLocaleTimeString();
       document.body.dataset.state = "ready";
     }).catch(function (error) {
