@@ -21,6 +21,10 @@ INTELLIGENCE_TICK_MINUTES = 5
 
 
 def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """No entry has an `expires`: Celery computes it on beat's clock and the worker checks it on its
+    own, so a beat host minutes behind had every fire discarded. A fire that repeats or outlives
+    its slot (two beats, a backlog after an outage) is skipped by the task's slot instead, on the
+    database's clock, and the sweepers without runs are idempotent."""
     profile_interval = settings.profile_update_interval_seconds
     retry_interval = settings.intelligence_retry_interval_seconds
     maintenance_interval = settings.profile_maintenance_interval_minutes * 60
@@ -29,8 +33,6 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": "focus.update_profiles",
             "schedule": timedelta(seconds=profile_interval),
             "kwargs": {"trigger": "beat"},
-            # A message older than one interval is superseded by the next one.
-            "options": {"expires": profile_interval},
         },
         # A tick, not a weekly slot: each tick plans the briefs that came due since the last one.
         "intelligence-weekly": {
@@ -42,25 +44,21 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": "intelligence.retry_failed",
             "schedule": timedelta(seconds=retry_interval),
             "kwargs": {"trigger": "beat"},
-            "options": {"expires": retry_interval},
         },
         "analysis-requeue-stale": {
             "task": "analysis.requeue_stale",
             "schedule": timedelta(seconds=settings.analysis_sweep_interval_seconds),
             "kwargs": {"trigger": "beat"},
-            "options": {"expires": settings.analysis_sweep_interval_seconds},
         },
         "ops-archive-failed-analysis-jobs": {
             "task": "ops.archive_failed_analysis_jobs",
             "schedule": crontab(hour=3, minute=30),
             "kwargs": {"trigger": "beat"},
-            "options": {"expires": 3600},
         },
         "maintenance-consolidate-profiles": {
             "task": "maintenance.consolidate_profiles",
             "schedule": timedelta(seconds=maintenance_interval),
             "kwargs": {"trigger": "beat"},
-            "options": {"expires": maintenance_interval},
         },
     }
 

@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.teardown_appcontext
     def remove_session(_exc: BaseException | None) -> None:
-        database.session.remove()
+        database.end_session()
 
     @app.before_request
     def bind_request_id() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 # A connection used within this many seconds is not pinged on checkout: under load the ping
 # would be a round trip per request, and a connection that dies anyway fails its statement,
@@ -43,6 +46,23 @@ class Database:
     def statement(self) -> Iterator[Connection]:
         with self.statements.connect() as connection:
             yield connection
+
+    def end_session(self) -> None:
+        """Close the scoped session after a request or task; never raises.
+
+        Its open transaction is only ever rolled back here (what is kept was committed by the
+        code that wrote it), so a connection that died after the last query loses nothing: the
+        failed rollback invalidates it, the pool opens a new one, and the answer stands. Raised
+        from Flask's teardown, the error reached gunicorn, which answered its own HTML 500.
+        """
+        try:
+            self.session.remove()
+        except exc.SQLAlchemyError as error:
+            log.warning("database connection lost at the end of a request: %s", error)
+            try:
+                self.session.registry().invalidate()
+            finally:
+                self.session.registry.clear()
 
     def after_fork(self) -> None:
         """A forked worker must not reuse its parent's sockets (SQLAlchemy's pooling docs)."""

@@ -84,8 +84,11 @@ class FocusTask(Task):
                 raise
 
     def beat_slot(self, trigger: str, interval_seconds: int) -> str | None:
-        """The schedule slot of a beat-fired run (a slot runs once); None for other triggers."""
-        return runs.beat_slot(interval_seconds) if trigger == "beat" else None
+        """The schedule slot of a beat-fired run (a slot runs once), on the database's clock; None
+        for other triggers."""
+        if trigger != "beat":
+            return None
+        return runs.beat_slot(interval_seconds, runs.database_now(db_session()))
 
     def skipped_while_disabled(self, trigger: str, interval_seconds: int) -> dict[str, str] | None:
         """For a periodic task without runs of its own: a disabled job's beat fire is recorded as

@@ -12,7 +12,7 @@ import redis
 from flask import Flask, request
 from flask_smorest import Api
 from kombu.exceptions import OperationalError as BrokerError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 from focus_app.api.base import apply_body_limit, reject_unknown_query_arguments, reject_unstorable
@@ -96,13 +96,6 @@ def _register_error_handlers(app: Flask, api: Api) -> None:
             payload["errors"] = error.errors
         return payload, status
 
-    @app.errorhandler(OperationalError)
-    def database_unavailable(error: OperationalError) -> tuple[dict[str, Any], int, Any]:
-        log.error("database unavailable: %s", error.orig)
-        return api.handle_http_exception(
-            _with_message(ServiceUnavailable(), "database unavailable, try again shortly")
-        )
-
     @app.errorhandler(redis.RedisError)
     @app.errorhandler(BrokerError)
     def redis_unavailable(error: Exception) -> tuple[dict[str, Any], int, Any]:
@@ -114,12 +107,27 @@ def _register_error_handlers(app: Flask, api: Api) -> None:
 
     @app.errorhandler(InternalServerError)
     def internal_error(error: InternalServerError) -> tuple[dict[str, Any], int, Any]:
-        original = getattr(error, "original_exception", None)
-        if original is not None:
-            log.exception("unhandled error", exc_info=original)
-        return api.handle_http_exception(_with_message(error, "internal error"))
+        return _internal_error(api, error)
 
-    del domain_error, database_unavailable, redis_unavailable, internal_error
+    @app.errorhandler(DBAPIError)
+    def database_error(error: DBAPIError) -> tuple[dict[str, Any], int, Any]:
+        """A lost or refused connection (down, restarted, failed over, its backend terminated) is
+        a 503 the client may retry; the pool has replaced the connection. Any other is a bug."""
+        if not (isinstance(error, OperationalError | InterfaceError) or error.connection_invalidated):
+            return _internal_error(api, InternalServerError(original_exception=error))
+        log.error("database unavailable: %s", error.orig)
+        return api.handle_http_exception(
+            _with_message(ServiceUnavailable(), "database unavailable, try again shortly")
+        )
+
+    del domain_error, database_error, redis_unavailable, internal_error
+
+
+def _internal_error(api: Api, error: InternalServerError) -> tuple[dict[str, Any], int, Any]:
+    original = getattr(error, "original_exception", None)
+    if original is not None:
+        log.exception("unhandled error", exc_info=original)
+    return api.handle_http_exception(_with_message(error, "internal error"))
 
 
 def _with_message(error: HTTPException, message: str) -> HTTPException:

@@ -99,7 +99,7 @@ def faults(stack: Stack) -> Iterator[Stack]:
         for process in stack.processes:
             process.stop()
         stack.processes.clear()
-        stack.app.extensions["db"].session.remove()
+        stack.app.extensions["db"].end_session()
 
 
 @pytest.fixture

@@ -124,6 +124,37 @@ class CeleryProcess:
         self._log.close()
 
 
+class Gunicorn:
+    """The API as deployed (`gunicorn 'focus_app:create_app()'`, Procfile's workers and threads) on
+    a loopback port, its output (the app's JSON log lines) kept in a log file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, port: int, workers: int = 2, threads: int = 4):
+        self.log_path, self.url = log_path, f"http://127.0.0.1:{port}"
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+            + ["--threads", str(threads), "--no-control-socket", "focus_app:create_app()"],
+            cwd=ROOT,
+            env={**env, "LOG_FORMAT": "json"},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
 def worker_args(name: str, queues: str, concurrency: int = 2, *extra: str) -> list[str]:
     return [
         "worker",

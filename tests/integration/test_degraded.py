@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import text
 
 from focus_app import create_app
 from tests.conftest import TEST_ADMIN_KEY, make_settings
@@ -39,6 +40,18 @@ def test_postgresql_down_is_a_503_json_not_a_500(app_without_database, auth):
     assert ready.status_code == 503
     assert ready.json["checks"]["database"] == "unreachable"
     assert ready.json["checks"]["redis"] == "ok"
+
+
+def test_a_connection_lost_after_the_last_query_leaves_the_teardown_quiet(app):
+    """The request's session is removed in Flask's teardown: its rollback on a connection that
+    died (pg_terminate_backend here) must not raise there, and the pool replaces the connection."""
+    database = app.extensions["db"]
+    with app.app_context():
+        pid = database.session().execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with database.statements.connect() as other:
+            assert other.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid}).scalar_one()
+    with app.app_context():
+        assert database.session().execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
 
 
 @pytest.mark.usefixtures("worker")

@@ -57,8 +57,11 @@ def test_run_id_and_unit_no_go_together():
 
 
 def test_beat_slots_are_stable_within_an_interval():
-    assert beat_slot(300, now=600) == beat_slot(300, now=899) == "2"
-    assert beat_slot(300, now=900) == "3"
+    def at(seconds: float) -> datetime:
+        return datetime.fromtimestamp(seconds, UTC)
+
+    assert beat_slot(300, at(600)) == beat_slot(300, at(899.9)) == "2"
+    assert beat_slot(300, at(900)) == "3"
 
 
 @pytest.mark.parametrize(

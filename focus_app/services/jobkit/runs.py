@@ -8,7 +8,6 @@ is published again.
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,9 +22,16 @@ from focus_app.services.jobkit.errors import Conflict, NotFound
 from focus_app.services.jobkit.pagination import Page, paginate
 
 
-def beat_slot(interval_seconds: int, now: float | None = None) -> str:
-    """The schedule slot a periodic run belongs to; a slot runs once however often it fires."""
-    return str(int((time.time() if now is None else now) // interval_seconds))
+def database_now(db: Session) -> datetime:
+    """PostgreSQL's clock: beat slots are decided on it, so hosts whose clocks disagree (a beat or
+    worker minutes off) agree on which slot a fire belongs to."""
+    return db.execute(select(func.now())).scalar_one()
+
+
+def beat_slot(interval_seconds: int, now: datetime) -> str:
+    """The schedule slot a periodic run belongs to; a slot runs once however often it fires (two
+    beats, a backlog of fires after an outage)."""
+    return str(int(now.timestamp() // interval_seconds))
 
 
 @dataclass(frozen=True)
