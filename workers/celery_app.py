@@ -59,6 +59,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "queue_order_strategy": "priority",
             "socket_connect_timeout": settings.redis_connect_timeout_seconds,
             "socket_timeout": settings.redis_socket_timeout_seconds,
+            # A producer's connection is tried once (kombu's default sleeps 2 s before giving up);
+            # the worker's consumer reconnects through its own loop (broker_connection_max_retries).
+            "max_retries": 0,
         },
         "result_backend_transport_options": {
             "visibility_timeout": settings.broker_visibility_timeout_seconds,
