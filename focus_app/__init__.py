@@ -37,7 +37,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     database = Database.connect(settings.database_url)
     app.extensions["db"] = database
     app.extensions["redis"] = redis.Redis.from_url(
-        settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
+        settings.redis_url,
+        socket_timeout=settings.redis_socket_timeout_seconds,
+        socket_connect_timeout=settings.redis_connect_timeout_seconds,
+        health_check_interval=30,
     )
 
     @app.teardown_appcontext

@@ -80,6 +80,13 @@ class Settings:
     brief_cache_ttl_seconds: int = 7 * 24 * 3600
     log_level: str = "INFO"
     log_format: str = "json"
+    # Every Redis client (cache, broker, result backend) of web and workers: a dead or blackholed
+    # Redis fails a command within these, so a web request never waits on it for long.
+    redis_connect_timeout_seconds: float = 0.5
+    redis_socket_timeout_seconds: float = 0.5
+    # After a failed publish the web and the workers skip publishing for this long (the work is in
+    # PostgreSQL and the sweepers publish it): a burst of requests during an outage costs nothing.
+    publish_pause_seconds: float = 5.0
     # LLM provider shared by the analysers: "none" (deterministic, default), "anthropic" or
     # "openai" (any OpenAI-compatible chat endpoint, local model servers included).
     llm_provider: str = "none"
@@ -161,6 +168,9 @@ class Settings:
         self._validate_llm()
         if not 0 <= self.intelligence_retry_below_rate <= 1:
             raise ConfigError("INTELLIGENCE_RETRY_BELOW_RATE", "must be between 0 and 1")
+        for name in ("REDIS_CONNECT_TIMEOUT_SECONDS", "REDIS_SOCKET_TIMEOUT_SECONDS"):
+            if not getattr(self, name.lower()) > 0:
+                raise ConfigError(name, "must be above 0")
         if self.task_soft_time_limit_seconds >= self.task_time_limit_seconds:
             raise ConfigError("TASK_SOFT_TIME_LIMIT_SECONDS", "must be below TASK_TIME_LIMIT_SECONDS")
         if self.broker_visibility_timeout_seconds <= self.task_time_limit_seconds:

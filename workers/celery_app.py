@@ -6,6 +6,7 @@ import pkgutil
 from collections.abc import Iterable
 from typing import Any
 
+from celery.backends.redis import RedisBackend
 from flask import Flask
 from kombu import Queue
 from kombu.transport.redis import PRIORITY_STEPS, Channel
@@ -56,6 +57,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "unacked_restore_interval": 10,
             "unacked_restore_throttle": 1,
             "queue_order_strategy": "priority",
+            "socket_connect_timeout": settings.redis_connect_timeout_seconds,
+            "socket_timeout": settings.redis_socket_timeout_seconds,
+            # A producer's connection is tried once (kombu's default sleeps 2 s before giving up);
+            # the worker's consumer reconnects through its own loop (broker_connection_max_retries).
+            "max_retries": 0,
         },
         "result_backend_transport_options": {
             "visibility_timeout": settings.broker_visibility_timeout_seconds,
@@ -67,6 +73,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "interval_step": 0.5,
             "interval_max": 2,
         },
+        # Publishing never waits on Redis (the web tier): a dead or blackholed Redis fails a publish
+        # within the timeouts (once: workers/publish.py then pauses), a producer is never waited
+        # for, and no result channel is subscribed before a publish (PollingRedisBackend).
+        "redis_socket_connect_timeout": settings.redis_connect_timeout_seconds,
+        "redis_socket_timeout": settings.redis_socket_timeout_seconds,
+        "broker_connection_timeout": settings.redis_connect_timeout_seconds,
+        "broker_pool_acquire_timeout": settings.redis_socket_timeout_seconds,
+        "override_backends": {"redis": "workers.celery_app:PollingRedisBackend"},
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
@@ -81,6 +95,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "beat_schedule": build_beat_schedule(settings),
     }
+
+
+class PollingRedisBackend(RedisBackend):
+    """Celery's Redis result backend without the subscription to a task's result channel before
+    its publish: nothing here waits on a result it published (`GET /jobs` reads the stored state;
+    `AsyncResult.get()` subscribes when it starts waiting), and the subscription made every
+    publish with Redis down retry its reconnection for up to 20 s, holding the request."""
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        return None
 
 
 def broker_layout(queues: Iterable[str]) -> BrokerLayout:

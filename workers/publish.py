@@ -3,12 +3,17 @@ from the workers alike (PostgreSQL first, broker second).
 
 Broker-down policy, the same everywhere: one attempt, no blocking retries; a publish that fails is
 logged and answered with None. The work is already recorded in PostgreSQL, and its family's
-sweeper or next run publishes it again (pending run units, overdue analysis jobs, parked rows).
+sweeper or next run publishes it again (pending run units, overdue analysis jobs, operators'
+pending runs, parked rows). After a failure the process skips publishing for
+PUBLISH_PAUSE_SECONDS, so a burst of web requests during an outage costs no Redis round trip (and
+no connect timeout) at all; a worker lifts the pause when its next task starts (the broker that
+delivered it is back).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -27,6 +32,32 @@ log = logging.getLogger(__name__)
 # What a broker (or the result backend that subscribes before a publish) raises while it is down.
 BROKER_DOWN: tuple[type[BaseException], ...] = (BrokerError, redis.RedisError, OSError)
 
+# Monotonic time until which this process does not try to publish (see the module docstring).
+_paused_until = 0.0
+
+
+def paused() -> bool:
+    return time.monotonic() < _paused_until
+
+
+def resume(**_kwargs: object) -> None:
+    """Lift the pause (a worker's task_prerun: its message just came from the broker)."""
+    global _paused_until
+    _paused_until = 0.0
+
+
+def _pause(task_name: str, what: str, exc: BaseException) -> None:
+    global _paused_until
+    seconds = current_app.extensions["settings"].publish_pause_seconds
+    _paused_until = time.monotonic() + seconds
+    log.warning(
+        "%s unavailable, %s not published now (its sweeper will); no publishing for %.0f s: %s",
+        what,
+        task_name,
+        seconds,
+        exc,
+    )
+
 
 def publish(
     task_name: str,
@@ -43,6 +74,9 @@ def publish(
     """
     celery = current_app.extensions["celery"]
     task_id = task_id or str(uuid.uuid4())
+    if paused():
+        log.info("publishing paused after a broker failure, %s left to its sweeper", task_name)
+        return None
     try:
         if owner is not None:
             task_owners.record_owner(redis_client(), task_id, owner, celery.conf.result_expires)
@@ -50,15 +84,7 @@ def publish(
             task_name, args=list(args), kwargs=kwargs or {}, task_id=task_id, retry=False, **options
         )
     except BROKER_DOWN as exc:
-        log.warning("broker unavailable, %s not published now (its sweeper will): %s", task_name, exc)
-        return None
-    except RuntimeError as exc:
-        # Celery's Redis result backend subscribes to the task's result channel before publishing
-        # and reports a lost connection as RuntimeError ("Retry limit exceeded ... result store");
-        # it reconnects on the next publish once Redis is back.
-        if not isinstance(exc.__cause__, redis.RedisError):
-            raise
-        log.warning("redis unavailable, %s not published now (its sweeper will): %s", task_name, exc)
+        _pause(task_name, "broker", exc)
         return None
     return task_id
 

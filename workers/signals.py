@@ -13,6 +13,7 @@ from flask import Flask
 
 from focus_app import logs
 from focus_app.services.ops import metrics
+from workers import publish
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ def connect(app: Flask) -> None:
 
     worker_process_init.connect(dispose_inherited_pool, weak=False)
     task_success.connect(record_periodic_success, weak=False)
+    # A task's message came from the broker: lift a pause a failed publish left in this process.
+    task_prerun.connect(publish.resume, weak=False)
 
 
 @before_task_publish.connect

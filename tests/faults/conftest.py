@@ -21,7 +21,15 @@ from focus_app.devservers import free_port
 from focus_app.migrate import upgrade
 from focus_app.models import Base
 from tests.conftest import TEST_SECRET, make_settings
-from tests.faults.harness import CeleryProcess, Postgres, Redis, environment, worker_args
+from tests.faults.harness import (
+    CeleryProcess,
+    ManagedProcess,
+    Postgres,
+    Redis,
+    environment,
+    gunicorn_argv,
+    worker_args,
+)
 
 TABLES = [table.name for table in Base.metadata.sorted_tables]
 
@@ -32,7 +40,7 @@ class Stack:
     redis: Redis
     app: Flask
     logs: Path
-    processes: list[CeleryProcess] = field(default_factory=list)
+    processes: list[ManagedProcess] = field(default_factory=list)
 
     @property
     def redis_client(self) -> redis.Redis:
@@ -57,6 +65,16 @@ class Stack:
             ["beat", "--loglevel", "INFO", "--schedule", str(schedule)],
             self.env(**env),
             self.logs / f"{name}.log",
+        )
+        self.processes.append(process)
+        return process
+
+    def web(self, port: int, **env: str) -> ManagedProcess:
+        """gunicorn serving the app on 127.0.0.1:port, as the Procfile starts it."""
+        process = ManagedProcess(
+            gunicorn_argv(port, self.logs / f"gunicorn-{port}.ctl"),
+            self.env(**env),
+            self.logs / f"web-{port}.log",
         )
         self.processes.append(process)
         return process

@@ -79,14 +79,14 @@ def environment(database_url: str, redis_url: str, **extra: str) -> dict[str, st
     }
 
 
-class CeleryProcess:
-    """`celery -A workers ...` in its own process group, output kept in a log file."""
+class ManagedProcess:
+    """A command of this checkout in its own process group, output kept in a log file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path):
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers", *args],
+            argv,
             cwd=ROOT,
             env=env,
             stdout=self._log,
@@ -124,35 +124,33 @@ class CeleryProcess:
         self._log.close()
 
 
-class Gunicorn:
-    """The API as deployed (`gunicorn 'focus_app:create_app()'`, Procfile's workers and threads) on
-    a loopback port, its output (the app's JSON log lines) kept in a log file."""
+class CeleryProcess(ManagedProcess):
+    """`celery -A workers ...`."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
+        super().__init__([sys.executable, "-m", "celery", "-A", "workers", *args], env, log_path)
+
+
+def gunicorn_argv(port: int, control_socket: Path, workers: int = 2, threads: int = 4) -> list[str]:
+    """The Procfile's web process (2 processes of 4 threads by default: 8 request slots)."""
+    return [
+        sys.executable, "-m", "gunicorn",
+        "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers),
+        "--threads", str(threads),
+        "--graceful-timeout", "5",
+        "--control-socket", str(control_socket),
+        "focus_app:create_app()",
+    ]  # fmt: skip
+
+
+class Gunicorn(ManagedProcess):
+    """The API as deployed, on a loopback port; its output (the app's JSON log lines) in a log file."""
 
     def __init__(self, env: dict[str, str], log_path: Path, port: int, workers: int = 2, threads: int = 4):
-        self.log_path, self.url = log_path, f"http://127.0.0.1:{port}"
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
-            + ["--threads", str(threads), "--no-control-socket", "focus_app:create_app()"],
-            cwd=ROOT,
-            env={**env, "LOG_FORMAT": "json"},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self._log.close()
+        self.url = f"http://127.0.0.1:{port}"
+        argv = gunicorn_argv(port, log_path.with_suffix(".ctl"), workers, threads)
+        super().__init__(argv, {**env, "LOG_FORMAT": "json"}, log_path)
 
 
 def worker_args(name: str, queues: str, concurrency: int = 2, *extra: str) -> list[str]:

@@ -233,7 +233,10 @@ def test_trigger_accepts_the_documented_maximum_of_10000_user_ids(client, db, wo
 
     assert response.status_code == 202, response.json
     run = wait_for(
-        lambda: db.scalars(select(JobRun).where(JobRun.status != "running")).first() or db.rollback(),
+        lambda: (
+            db.scalars(select(JobRun).where(JobRun.status.not_in(("pending", "running")))).first()
+            or db.rollback()
+        ),
         timeout=120,
     )
     assert run.job_name == "intelligence.weekly" and run.status == "success"

@@ -12,9 +12,10 @@ from celery import shared_task
 
 from focus_app.extensions import db_session, llm_provider, redis_client, settings
 from focus_app.services.intelligence import job, retry_queue, weeks
+from focus_app.services.ops.task_owners import ADMIN_OWNER
 from workers.arguments import ended_week, unit_of
 from workers.base import FocusTask, error_text
-from workers.publish import publish_units
+from workers.publish import publish, publish_units
 
 
 def _latest_week() -> date:
@@ -92,10 +93,12 @@ def generate(
 
 @shared_task(base=FocusTask, bind=True, name="intelligence.retry_failed", ignore_result=False)
 def retry_failed(self: FocusTask, trigger: str = "manual") -> dict[str, Any]:
-    """Retry the due users of the retry queue; republish weekly batches whose message was lost."""
+    """Retry the due users of the retry queue; republish weekly batches whose message was lost,
+    and operators' runs that were recorded but never published (the broker was down)."""
     config = settings()
     db = db_session()
     lost = job.lost_units(db, config.unit_republish_after_seconds)
+    requests = job.lost_requests(db, config.unit_republish_after_seconds)
     summary = retry_queue.process_retry_queue(
         db,
         redis_client(),
@@ -105,4 +108,9 @@ def retry_failed(self: FocusTask, trigger: str = "manual") -> dict[str, Any]:
         policy=retry_queue.RetryPolicy.from_settings(config),
         llm=llm_provider("brief"),
     )
-    return {**summary, "republished": publish_units(generate.name, lost, args_of=job.unit_args)}
+    requested = sum(
+        publish(weekly.name, kwargs=kwargs, task_id=task_id, owner=ADMIN_OWNER) is not None
+        for task_id, kwargs in requests
+    )
+    republished = publish_units(generate.name, lost, args_of=job.unit_args)
+    return {**summary, "republished": republished, "requests_published": requested}

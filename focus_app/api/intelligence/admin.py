@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +14,9 @@ from focus_app.api.auth import require_admin
 from focus_app.api.base import Args, Blueprint
 from focus_app.extensions import db_session, redis_client, settings
 from focus_app.services.focus.users import user_id_problem
+from focus_app.services.intelligence import JOB_NAME as WEEKLY_JOB_NAME
 from focus_app.services.intelligence import health as intelligence_health
+from focus_app.services.intelligence import job as weekly_job
 from focus_app.services.intelligence import weeks
 from focus_app.services.ops.task_owners import ADMIN_OWNER
 from workers.publish import publish
@@ -66,20 +69,26 @@ class IntelligenceHealthSchema(ma.Schema):
 @blp.body_limit(MAX_TRIGGER_BODY_BYTES)
 @blp.arguments(TriggerSchema)
 @blp.response(202, TriggeredSchema)
-@blp.alt_response(503, description="Broker unavailable, nothing was started")
 def trigger(body: Args) -> dict[str, Any]:
-    """Start intelligence.weekly now (optionally for some users, a given week, or forced)"""
+    """Start intelligence.weekly now (optionally for some users, a given week, or forced)
+
+    The run is recorded first (a pending job run): with the broker down it is published later by
+    intelligence.retry_failed, under the same task id.
+    """
     latest = weeks.week_just_ended(datetime.now(UTC), settings().timezone)
     week_of = body["week_of"] or latest
     problem = weeks.week_of_problem(week_of, latest)
     if problem:
         abort(422, errors={"json": {"week_of": [problem]}}, message="invalid input, see errors")
-    kwargs = {"trigger": "api", "week_of": week_of.isoformat(), "force_refresh": body["force_refresh"]}
-    if body["user_ids"] is not None:
-        kwargs["user_ids"] = body["user_ids"]
-    task_id = publish("intelligence.weekly", kwargs=kwargs, owner=ADMIN_OWNER)
-    if task_id is None:
-        abort(503, message="broker unavailable, try again shortly")
+    task_id = str(uuid.uuid4())
+    kwargs = weekly_job.request_weekly(
+        db_session(),
+        task_id=task_id,
+        week_of=week_of,
+        user_ids=body["user_ids"],
+        force_refresh=body["force_refresh"],
+    )
+    publish(WEEKLY_JOB_NAME, kwargs=kwargs, owner=ADMIN_OWNER, task_id=task_id)
     return {"task_id": task_id, "week_of": week_of.isoformat(), "status": "queued"}
 
 

@@ -57,6 +57,8 @@ def _broker_client() -> redis.Redis:
     extensions = current_app.extensions
     if "broker_redis" not in extensions:
         extensions["broker_redis"] = redis.Redis.from_url(
-            config.broker_url, socket_timeout=2, socket_connect_timeout=2
+            config.broker_url,
+            socket_timeout=config.redis_socket_timeout_seconds,
+            socket_connect_timeout=config.redis_connect_timeout_seconds,
         )
     return extensions["broker_redis"]

@@ -130,13 +130,12 @@ def plan_weekly(
             keep_if_empty=not tick,
         )
 
-    whole_week = user_ids is None and week_of is not None and not force_refresh
     plan = fanout.plan(
         db,
         JOB_NAME,
         trigger=trigger,
         task_id=task_id,
-        slot=weeks.week_slot(week_of) if whole_week and week_of else None,
+        slot=_slot(week_of, user_ids, force_refresh),
         scope=_scope(tick, week_of, user_ids),
         new_run=new_run,
         release=release_units,
@@ -153,6 +152,39 @@ def plan_weekly(
     elif plan.run_id is None and plan.summary["status"] != "idle":
         log.info("weekly intelligence skipped: %s", plan.summary["reason"])
     return plan
+
+
+def request_weekly(
+    db: Session, *, task_id: str, week_of: date, user_ids: list[str] | None, force_refresh: bool
+) -> dict[str, Any]:
+    """An operator's run for a week, recorded (committed) before its `intelligence.weekly` is
+    published: if the broker is down, `intelligence.retry_failed` publishes it later. Its kwargs."""
+    kwargs: dict[str, Any] = {"trigger": "api", "week_of": week_of.isoformat()}
+    kwargs["force_refresh"] = force_refresh
+    if user_ids is not None:
+        kwargs["user_ids"] = user_ids
+    runs.request_run(
+        db,
+        JOB_NAME,
+        "api",
+        task_id=task_id,
+        kwargs=kwargs,
+        slot=_slot(week_of, user_ids, force_refresh),
+        scope=_scope(False, week_of, user_ids),
+    )
+    db.commit()
+    return kwargs
+
+
+def lost_requests(db: Session, older_than_seconds: int) -> list[tuple[str, dict[str, Any]]]:
+    """Operators' runs still pending long after they were asked for (the broker was down)."""
+    return runs.stale_requests(db, JOB_NAME, older_than_seconds)
+
+
+def _slot(week_of: date | None, user_ids: list[str] | None, force_refresh: bool) -> str | None:
+    """A whole-population run for a week without force_refresh takes the week's slot: it runs once."""
+    whole_week = user_ids is None and week_of is not None and not force_refresh
+    return weeks.week_slot(week_of) if whole_week and week_of else None
 
 
 def _scope(tick: bool, week_of: date | None, user_ids: list[str] | None) -> str:

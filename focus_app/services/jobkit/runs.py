@@ -60,8 +60,57 @@ def start_run(
         return RunStart(db.get(JobRun, run_id), created=True)
     existing = None
     if task_id is not None:
+        taken = db.execute(
+            update(JobRun)
+            .where(JobRun.task_id == task_id, JobRun.status == "pending")
+            .values(status="running", started_at=func.now())
+            .returning(JobRun.id)
+        ).scalar_one_or_none()
+        if taken is not None:
+            return RunStart(db.get(JobRun, taken, populate_existing=True), created=True)
         existing = db.scalars(select(JobRun).where(JobRun.task_id == task_id)).one_or_none()
     return RunStart(existing, created=False)
+
+
+def request_run(
+    db: Session,
+    job_name: str,
+    trigger: str,
+    *,
+    task_id: str,
+    kwargs: dict[str, Any],
+    slot: str | None,
+    scope: str | None,
+) -> None:
+    """A run asked for before its task is published (PostgreSQL first): `pending` with the task's
+    kwargs until the task takes it over (start_run); `stale_requests` finds it again when its
+    message never arrived. A slot that already has a run records nothing (the task will skip it,
+    as it would have anyway). Not committed."""
+    db.execute(
+        pg_insert(JobRun)
+        .values(
+            job_name=job_name, trigger=trigger, slot=slot, task_id=task_id, scope=scope, status="pending",
+            result={"requested": kwargs},
+        )
+        .on_conflict_do_nothing()
+    )  # fmt: skip
+
+
+def stale_requests(db: Session, job_name: str, older_than_seconds: int) -> list[tuple[str, dict[str, Any]]]:
+    """(task id, kwargs) of the job's runs still pending this long after they were asked for: their
+    message was never published, or was lost. Publishing one again under its task id is safe (the
+    first delivery takes the run over; a later one finds it taken and resumes it)."""
+    rows = db.execute(
+        select(JobRun.task_id, JobRun.result)
+        .where(
+            JobRun.job_name == job_name,
+            JobRun.status == "pending",
+            JobRun.task_id.is_not(None),
+            JobRun.started_at < func.now() - timedelta(seconds=older_than_seconds),
+        )
+        .order_by(JobRun.started_at)
+    ).all()
+    return [(row.task_id, (row.result or {}).get("requested", {})) for row in rows]
 
 
 def add_units(db: Session, run: JobRun, payloads: list[list[Any]]) -> None:
