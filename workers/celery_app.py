@@ -13,6 +13,7 @@ from kombu.transport.redis import PRIORITY_STEPS, Channel
 from beat_schedule import build_beat_schedule
 from focus_app.config import Settings
 from focus_app.services.ops.metrics import BrokerLayout
+from workers import broker
 from workers.base import FocusCelery, FocusTask
 
 QUEUES = ("profiles", "analysis", "maintenance", "intelligence", "default")
@@ -56,6 +57,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "unacked_restore_interval": 10,
             "unacked_restore_throttle": 1,
             "queue_order_strategy": "priority",
+            **broker.BROKER_TRANSPORT_OPTIONS,
         },
         "result_backend_transport_options": {
             "visibility_timeout": settings.broker_visibility_timeout_seconds,
@@ -80,6 +82,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_track_started": True,
         "worker_hijack_root_logger": False,
         "beat_schedule": build_beat_schedule(settings),
+        # Broker faults (workers/broker.py): outlive a Redis that refuses writes; bounded waits on
+        # a path that silently drops packets, for the result backend too.
+        **broker.CELERY_SETTINGS,
     }
 
 
