@@ -9,6 +9,9 @@ makes Celery restart its connection instead, like after a lost one, and `Consume
 that restart until Redis accepts a write again: logged once when it starts refusing and once when
 it accepts again, checked with a capped exponential backoff, never a hot reconnect loop.
 
+Under OOM BRPOP still works (it frees memory) and the consumer goes on; kombu then warns, with a
+traceback, each second its binding refresh is refused: `QuietRepeats` lets one through a minute.
+
 Beat needs nothing more: a publish that Redis refuses fails that tick (`Message Error` in its
 log) and the next tick publishes.
 """
@@ -48,6 +51,26 @@ RESULT_BACKEND_SETTINGS = {
     "redis_socket_keepalive": True,
     "redis_backend_health_check_interval": 10,
 }
+
+
+class QuietRepeats(logging.Filter):
+    """Drops a record whose message format was logged less than `seconds` ago."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now, key = time.monotonic(), str(record.msg)
+        previous = self.last.get(key)
+        if previous is not None and now - previous < self.seconds:
+            return False
+        self.last[key] = now
+        return True
+
+
+logging.getLogger("kombu.transport.redis").addFilter(QuietRepeats(60))
 
 
 def refuses_writes(error: BaseException) -> bool:
