@@ -14,6 +14,7 @@ from kombu.transport.redis import PRIORITY_STEPS, Channel
 from beat_schedule import build_beat_schedule
 from focus_app.config import Settings
 from focus_app.services.ops.metrics import BrokerLayout
+from workers import broker
 from workers.base import FocusCelery, FocusTask
 
 QUEUES = ("profiles", "analysis", "maintenance", "intelligence", "default")
@@ -62,6 +63,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # A producer's connection is tried once (kombu's default sleeps 2 s before giving up);
             # the worker's consumer reconnects through its own loop (broker_connection_max_retries).
             "max_retries": 0,
+            **broker.BROKER_TRANSPORT_OPTIONS,
         },
         "result_backend_transport_options": {
             "visibility_timeout": settings.broker_visibility_timeout_seconds,
@@ -94,6 +96,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_track_started": True,
         "worker_hijack_root_logger": False,
         "beat_schedule": build_beat_schedule(settings),
+        # Broker faults (workers/broker.py): outlive a Redis that refuses writes; bounded waits on
+        # a path that silently drops packets, for the result backend too.
+        **broker.CELERY_SETTINGS,
     }
 
 

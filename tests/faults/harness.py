@@ -1,12 +1,14 @@
-"""Real processes on loopback for the fault tests: stoppable PostgreSQL and Redis, and Celery
-worker / beat subprocesses that can be killed with SIGKILL."""
+"""Real processes on loopback for the fault tests: stoppable PostgreSQL and Redis, Celery worker /
+beat subprocesses that can be killed with SIGKILL, and a TCP proxy whose path can go silent."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -185,3 +187,61 @@ def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 
 def figure(name: str, value: float, unit: str = "s") -> None:
     """Printed for the README (`pytest -m faults -s`); nothing is asserted on time."""
     print(f"FAULTS {name}: {value:.1f} {unit}")
+
+
+class BlackholeProxy:
+    """A loopback TCP proxy whose path can go silent: while blackholed it keeps every connection
+    open (and accepts new ones) but forwards nothing, dropping the bytes as a lossy network would,
+    so neither side sees an error; `restore` forwards again."""
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1"):
+        self.target = (target_host, target_port)
+        self.blackholed = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, database: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{database}"
+
+    def blackhole(self) -> None:
+        self.blackholed = True
+
+    def restore(self) -> None:
+        self.blackholed = False
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                return
+            with self._lock:
+                self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                if not self.blackholed:
+                    sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            for sock in [self._listener, *self._sockets]:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes the threads blocked on it
+                except OSError:
+                    pass
+                sock.close()

@@ -28,6 +28,7 @@ BRIEF_STATS_TTL_SECONDS = 8 * 24 * 3600  # the health check reads 7 days of hit/
 PERIODIC_SUCCESS_TTL_SECONDS = 35 * 24 * 3600  # longer than the longest schedule (weekly)
 LLM_USER_DAY_TTL_SECONDS = 2 * 24 * 3600  # a user's day of model tokens outlives the day
 LLM_WAITING_FORGET_SECONDS = 3600  # a waiter that never came back stops being listed
+WRITE_PROBE_TTL_SECONDS = 10  # the probe proves one write; nobody reads it back
 
 
 def user_part(user_id: str) -> str:
@@ -97,6 +98,10 @@ def deliveries(task_id: str, retries: int) -> str:
 
 # Hash task name -> unix time of its last successful finish (PERIODIC_SUCCESS_TTL_SECONDS).
 PERIODIC_SUCCESS = "focus:metrics:periodic_last_success"
+
+# Written by `/ready` and by a worker waiting out a Redis that refuses writes
+# (WRITE_PROBE_TTL_SECONDS): a write accepted here is the check.
+WRITE_PROBE = "focus:write_probe"
 
 
 # ---------------------------------------------------------------- LLM flow control (jobkit/llm_flow.py)
