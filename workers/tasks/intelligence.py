@@ -1,6 +1,6 @@
 """intelligence.weekly (a tick every few minutes: the briefs due at Monday 02:00 in each user's
 timezone, fan-out + progress), intelligence.generate (one batch), intelligence.retry_failed
-(periodic retry queue)."""
+(periodic retry queue; a batch whose message was lost is ops.republish_lost_units' work)."""
 
 from __future__ import annotations
 
@@ -92,12 +92,10 @@ def generate(
 
 @shared_task(base=FocusTask, bind=True, name="intelligence.retry_failed", ignore_result=False)
 def retry_failed(self: FocusTask, trigger: str = "manual") -> dict[str, Any]:
-    """Retry the due users of the retry queue; republish weekly batches whose message was lost."""
+    """Retry the due users of the retry queue."""
     config = settings()
-    db = db_session()
-    lost = job.lost_units(db, config.unit_republish_after_seconds)
-    summary = retry_queue.process_retry_queue(
-        db,
+    return retry_queue.process_retry_queue(
+        db_session(),
         redis_client(),
         trigger=trigger,
         task_id=self.request.id,
@@ -105,4 +103,3 @@ def retry_failed(self: FocusTask, trigger: str = "manual") -> dict[str, Any]:
         policy=retry_queue.RetryPolicy.from_settings(config),
         llm=llm_provider("brief"),
     )
-    return {**summary, "republished": publish_units(generate.name, lost, args_of=job.unit_args)}

@@ -265,11 +265,6 @@ def work_through(
     return run_summary(db, plan.run_id)
 
 
-def lost_units(db: Session, older_than_seconds: int) -> list[fanout.Unit]:
-    """Weekly batches still pending long after publishing: their message was probably lost."""
-    return [fanout.Unit(*row) for row in runs.stale_pending_units(db, JOB_NAME, older_than_seconds)]
-
-
 def run_progress(db: Session, run_id: uuid.UUID) -> dict[str, Any]:
     run = db.get_one(JobRun, run_id, populate_existing=True)
     return {

@@ -3,7 +3,7 @@
 A run is split into units written to PostgreSQL before their messages are published. A unit is
 claimed with a compare-and-set in the same transaction as its work, so a duplicate delivery is a
 no-op and the run's counters add up exactly once; a unit whose message was lost stays pending and
-is published again.
+is published again (services/ops/inflight.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, insert, select, tuple_, update
@@ -74,25 +74,6 @@ def pending_units(db: Session, run_id: uuid.UUID) -> list[tuple[int, list[Any]]]
         .order_by(JobRunUnit.unit_no)
     ).all()
     return [(row.unit_no, row.payload) for row in rows]
-
-
-def stale_pending_units(
-    db: Session, job_name: str, older_than_seconds: int
-) -> list[tuple[uuid.UUID, int, list[Any]]]:
-    """Units still pending long after they were published: their message was probably lost. A
-    cancelled run's units are never among them."""
-    rows = db.execute(
-        select(JobRunUnit.run_id, JobRunUnit.unit_no, JobRunUnit.payload)
-        .join(JobRun, JobRun.id == JobRunUnit.run_id)
-        .where(
-            JobRun.job_name == job_name,
-            JobRun.status != "cancelled",
-            JobRunUnit.status == "pending",
-            JobRunUnit.created_at < func.now() - timedelta(seconds=older_than_seconds),
-        )
-        .order_by(JobRunUnit.created_at)
-    ).all()
-    return [(row.run_id, row.unit_no, row.payload) for row in rows]
 
 
 def claim_unit(db: Session, run_id: uuid.UUID, unit_no: int, status: str = "done") -> bool:
