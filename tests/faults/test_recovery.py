@@ -213,7 +213,7 @@ def test_worker_sigtermed_mid_task_hands_its_unit_back_at_once(faults):
     finished = time.monotonic() - sent - _last_unit_done(faults)
     refused = _check_exactly_once(faults, run, week_of, users, [staying])
     print(
-        f"\nRECOVERY SIGTERM: worker exited {exited:.1f} s after SIGTERM, run complete {finished:.1f} s after it"
+        f"\nRECOVERY SIGTERM: worker exited {exited:.1f} s after SIGTERM, run done {finished:.1f} s after it"
     )
     figure("SIGTERM: signal to worker exit", exited)
     _report("worker SIGTERMed (from the signal)", run, refused, finished)
