@@ -55,6 +55,12 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": crontab(hour=3, minute=30),
             "kwargs": {"trigger": "beat"},
         },
+        # Run units whose message is gone (Redis restarted or flushed, a worker killed) go out again.
+        "ops-republish-lost-units": {
+            "task": "ops.republish_lost_units",
+            "schedule": timedelta(seconds=settings.unit_sweep_interval_seconds),
+            "kwargs": {"trigger": "beat"},
+        },
         "maintenance-consolidate-profiles": {
             "task": "maintenance.consolidate_profiles",
             "schedule": timedelta(seconds=maintenance_interval),

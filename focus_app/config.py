@@ -62,7 +62,12 @@ class Settings:
     profile_min_sessions: int = 3
     profile_cache_ttl_seconds: int = 3600
     update_flag_ttl_seconds: int = 86400
-    unit_republish_after_seconds: int = 600
+    # A pending run unit whose message is in no queue and with no live worker, at least this old
+    # (its planner had time to publish it), is published again; the sweep runs this often.
+    unit_republish_after_seconds: int = 30
+    unit_sweep_interval_seconds: int = 30
+    # A SIGTERMed worker's running tasks get this long to finish before they are handed back.
+    worker_soft_shutdown_seconds: int = 10
     task_soft_time_limit_seconds: int = 240
     task_time_limit_seconds: int = 300
     broker_visibility_timeout_seconds: int = 3600

@@ -7,9 +7,11 @@ Around a task's own body (argument parsing plus one service call) it
 - checks and converts every argument by its name (workers/arguments.py): a bad one fails the
   task with a message naming it, an unknown keyword too, and is never retried;
 - rolls back the database session after any error, retries transient errors (database or
-  connection briefly unavailable, a provider's retryable error) with exponential backoff, full
-  jitter and a cap, and once out of retries (or on an error a retry cannot fix) calls the task's
-  `gave_up` hook, so its unit is counted as failed and its run finishes;
+  connection briefly unavailable, a provider's retryable error) with exponential backoff, jitter
+  and a cap, long enough to outlast a 5-minute PostgreSQL outage and never more than a minute
+  apart (so the work resumes within a minute of the outage ending), and once out of retries (or
+  on an error a retry cannot fix) calls the task's `gave_up` hook, so its unit is counted as
+  failed and its run finishes;
 - a task that fails for good leaves no run it started `running`: they are failed with its error.
 """
 
@@ -17,12 +19,12 @@ from __future__ import annotations
 
 import inspect
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
 from celery.exceptions import Reject, TaskPredicate
-from celery.utils.time import get_exponential_backoff_interval
 from flask import Flask
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
@@ -34,9 +36,12 @@ from workers.arguments import InvalidTaskArguments, checked
 
 log = logging.getLogger(__name__)
 
-BACKOFF_FACTOR_SECONDS = 2
-BACKOFF_MAX_SECONDS = 300
-MAX_RETRIES = 5
+# The one retry policy of every family: waits of 1, 2, 4 … s capped at 60 s, each drawn from its
+# upper half (jitter that still guarantees progress). 16 retries wait at least 331 s in all, so a
+# task outlasts a 5-minute outage, and resumes at most 60 s after it ended.
+BACKOFF_FACTOR_SECONDS = 1
+BACKOFF_MAX_SECONDS = 60
+MAX_RETRIES = 16
 
 # (task, the error, the task's checked arguments): count the task's unit as failed.
 GaveUp = Callable[["FocusTask", BaseException, dict[str, Any]], None]
@@ -111,9 +116,7 @@ class FocusTask(Task):
         return not self.request.called_directly and self.request.retries < MAX_RETRIES
 
     def _retry_later(self, exc: Exception) -> BaseException:
-        countdown = get_exponential_backoff_interval(
-            BACKOFF_FACTOR_SECONDS, self.request.retries, BACKOFF_MAX_SECONDS, full_jitter=True
-        )
+        countdown = retry_countdown(self.request.retries)
         return self.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES)
 
     def _give_up(self, exc: BaseException, arguments: dict[str, Any]) -> None:
@@ -161,6 +164,12 @@ class FocusTask(Task):
             db_session().rollback()
             raise self._retry_later(exc) from exc
         raise Reject(f"parked after {count} deliveries", requeue=False)
+
+
+def retry_countdown(retries: int) -> float:
+    """Seconds before retry number `retries` + 1: exponential, capped, jittered within its upper half."""
+    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_FACTOR_SECONDS * 2**retries)
+    return random.uniform(ceiling / 2, ceiling)
 
 
 def error_text(exc: BaseException) -> str:

@@ -86,6 +86,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Deploys (SIGTERM, remapped to SIGQUIT by REMAP_SIGTERM in the Procfile): running tasks get
+        # this long to finish, then are cancelled and their messages go back to the queue at once.
+        "worker_soft_shutdown_timeout": float(settings.worker_soft_shutdown_seconds),
         # Results only where a client polls; tasks opt in with ignore_result=False.
         "task_ignore_result": True,
         "result_expires": 24 * 3600,

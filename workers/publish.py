@@ -24,6 +24,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from focus_app.extensions import db_session, redis_client
 from focus_app.services.analysis.jobs import RunMessage, record_published
+from focus_app.services.jobkit import fanout
 from focus_app.services.jobkit.fanout import Unit
 from focus_app.services.ops import task_owners
 
@@ -92,14 +93,16 @@ def publish(
 def publish_units(
     task_name: str, units: Iterable[Unit], args_of: Callable[[Any], list[Any]] = lambda payload: [payload]
 ) -> int:
-    """One message per run unit; a unit whose publish fails stays pending for the next run.
+    """One message per run unit, under the unit's own task id; a unit whose publish fails stays
+    pending for the unit sweeper.
 
     A unit's payload is the task's first argument (a batch of ids) unless `args_of` spreads it.
     """
     published = 0
     for unit in units:
         kwargs = {"run_id": str(unit.run_id), "unit_no": unit.unit_no}
-        if publish(task_name, args=args_of(unit.payload), kwargs=kwargs) is not None:
+        message_id = fanout.task_id(unit)
+        if publish(task_name, args=args_of(unit.payload), kwargs=kwargs, task_id=message_id) is not None:
             published += 1
     return published
 

@@ -70,7 +70,7 @@ def test_broker_down_the_admin_trigger_records_its_run_and_the_sweeper_publishes
         update(JobRun).where(JobRun.task_id == task_id).values(started_at=func.now() - timedelta(hours=1))
     )
     db.commit()
-    swept = celery_app.send_task("intelligence.retry_failed").get(timeout=30)
+    swept = celery_app.send_task("ops.republish_lost_units").get(timeout=60)
     assert swept["requests_published"] == 1
     wait_for(
         lambda: (

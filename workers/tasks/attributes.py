@@ -25,7 +25,6 @@ def consolidate_profiles(self: FocusTask, trigger: str = "manual", dry_run: bool
         task_id=self.request.id,
         slot=self.beat_slot(trigger, config.profile_maintenance_interval_minutes * 60),
         dry_run=dry_run,
-        republish_after_seconds=config.unit_republish_after_seconds,
     )
     # A unit's payload is [entity_id, entity_type, dry_run]: the task's positional arguments.
     return {**plan.summary, "published": publish_units(consolidate_profile.name, plan.units, args_of=list)}

@@ -28,7 +28,6 @@ def update_profiles(
         batch_size=config.profile_batch_size,
         slot=self.beat_slot(trigger, config.profile_update_interval_seconds),
         user_ids=user_ids,
-        republish_after_seconds=config.unit_republish_after_seconds,
     )
     return {**plan.summary, "published": publish_units(compute_profiles.name, plan.units)}
 

@@ -1,6 +1,6 @@
 """intelligence.weekly (a tick every few minutes: the briefs due at Monday 02:00 in each user's
 timezone, fan-out + progress), intelligence.generate (one batch), intelligence.retry_failed
-(periodic retry queue)."""
+(periodic retry queue; a batch whose message was lost is ops.republish_lost_units' work)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from celery import shared_task
 
 from focus_app.extensions import db_session, llm_provider, redis_client, settings
 from focus_app.services.intelligence import job, retry_queue, weeks
-from focus_app.services.ops.task_owners import ADMIN_OWNER
 from workers.arguments import ended_week, unit_of
 from workers.base import FocusTask, error_text
-from workers.publish import publish, publish_units
+from workers.publish import publish_units
 
 
 def _latest_week() -> date:
@@ -93,14 +92,10 @@ def generate(
 
 @shared_task(base=FocusTask, bind=True, name="intelligence.retry_failed", ignore_result=False)
 def retry_failed(self: FocusTask, trigger: str = "manual") -> dict[str, Any]:
-    """Retry the due users of the retry queue; republish weekly batches whose message was lost,
-    and operators' runs that were recorded but never published (the broker was down)."""
+    """Retry the due users of the retry queue."""
     config = settings()
-    db = db_session()
-    lost = job.lost_units(db, config.unit_republish_after_seconds)
-    requests = job.lost_requests(db, config.unit_republish_after_seconds)
-    summary = retry_queue.process_retry_queue(
-        db,
+    return retry_queue.process_retry_queue(
+        db_session(),
         redis_client(),
         trigger=trigger,
         task_id=self.request.id,
@@ -108,9 +103,3 @@ def retry_failed(self: FocusTask, trigger: str = "manual") -> dict[str, Any]:
         policy=retry_queue.RetryPolicy.from_settings(config),
         llm=llm_provider("brief"),
     )
-    requested = sum(
-        publish(weekly.name, kwargs=kwargs, task_id=task_id, owner=ADMIN_OWNER) is not None
-        for task_id, kwargs in requests
-    )
-    republished = publish_units(generate.name, lost, args_of=job.unit_args)
-    return {**summary, "republished": republished, "requests_published": requested}

@@ -78,7 +78,6 @@ def plan_run(
     task_id: str | None,
     slot: str | None,
     dry_run: bool,
-    republish_after_seconds: int,
 ) -> fanout.Plan:
     """The run and one unit per changed entity; the task publishes `maintenance.consolidate_profile`
     per unit (its payload is that task's positional arguments)."""
@@ -98,7 +97,6 @@ def plan_run(
         slot=slot,
         scope="changed entities",
         new_run=new_run,
-        lost_after_seconds=republish_after_seconds,
     )
     if plan.started:
         log.info(

@@ -44,7 +44,6 @@ def plan_update(
     batch_size: int,
     slot: str | None = None,
     user_ids: list[str] | None = None,
-    republish_after_seconds: int = 600,
 ) -> fanout.Plan:
     """The run and its batches; the task publishes `focus.compute_profiles` per unit."""
 
@@ -66,7 +65,6 @@ def plan_update(
         slot=slot,
         scope=scope,
         new_run=new_run,
-        lost_after_seconds=republish_after_seconds,
     )
     if plan.started:
         summary = plan.summary
@@ -78,8 +76,6 @@ def plan_update(
             summary["batches"],
             summary["sources"],
         )
-        if summary["republished"]:
-            log.warning("republishing %d profile batches whose messages were lost", summary["republished"])
         if not summary["batches"]:
             log.info("profile update finished run=%s success=0 failed=0 skipped=0", plan.run_id)
     else:

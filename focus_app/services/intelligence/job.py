@@ -176,11 +176,6 @@ def request_weekly(
     return kwargs
 
 
-def lost_requests(db: Session, older_than_seconds: int) -> list[tuple[str, dict[str, Any]]]:
-    """Operators' runs still pending long after they were asked for (the broker was down)."""
-    return runs.stale_requests(db, JOB_NAME, older_than_seconds)
-
-
 def _slot(week_of: date | None, user_ids: list[str] | None, force_refresh: bool) -> str | None:
     """A whole-population run for a week without force_refresh takes the week's slot: it runs once."""
     whole_week = user_ids is None and week_of is not None and not force_refresh
@@ -295,11 +290,6 @@ def work_through(
             log.warning("batch %s/%s left to its generate task: %s", unit.run_id, unit.unit_no, exc)
         progress(run_progress(db, plan.run_id))
     return run_summary(db, plan.run_id)
-
-
-def lost_units(db: Session, older_than_seconds: int) -> list[fanout.Unit]:
-    """Weekly batches still pending long after publishing: their message was probably lost."""
-    return [fanout.Unit(*row) for row in runs.stale_pending_units(db, JOB_NAME, older_than_seconds)]
 
 
 def run_progress(db: Session, run_id: uuid.UUID) -> dict[str, Any]:

@@ -4,8 +4,9 @@ start  a beat fire of a disabled job is recorded as `skipped`; a slot that alrea
        a redelivered planner finds its own run again.
 plan   the run row and its units are written in one transaction before any message is published
        (the caller publishes `Plan.units` after this commit); a redelivered planner resumes the
-       run's pending units; units still pending long after publishing (their message was lost) are
-       published again with the new run's. A run that found no work may leave no row at all (a
+       run's pending units (every message of a unit carries the unit's own task id, `task_id`); a
+       unit whose message is gone (Redis restarted or flushed, its worker killed) is published again
+       by the one sweeper, `ops.republish_lost_units`. A run that found no work may leave no row at all (a
        frequent tick must not flood the history).
 claim  a unit is taken by compare-and-set in the transaction that writes its results, so a
        duplicate delivery changes nothing and a killed transaction leaves it pending.
@@ -44,6 +45,12 @@ class Unit:
     run_id: uuid.UUID
     unit_no: int
     payload: Any = None
+
+
+def task_id(unit: Unit) -> str:
+    """The task id of every message of this unit, however often it is published: a sweeper can
+    tell whether the unit's message still exists, and the delivery limit counts all its deliveries."""
+    return str(uuid.uuid5(unit.run_id, str(unit.unit_no)))
 
 
 def log_context(unit: Unit | None) -> dict[str, Any]:
@@ -116,7 +123,6 @@ def plan(
     slot: str | None,
     scope: str | None,
     new_run: Callable[[], NewRun],
-    lost_after_seconds: int | None = None,
     release: Release | None = None,
 ) -> Plan:
     """Start (or resume) the run and write its units; the caller publishes `units` after this.
@@ -146,17 +152,11 @@ def plan(
         return Plan(None, summary={"status": "idle", **planned.summary})
     runs.add_units(db, run, planned.payloads)
     run.result = planned.result
-    lost = []
-    if lost_after_seconds is not None:
-        lost = [Unit(*row) for row in runs.stale_pending_units(db, job_name, lost_after_seconds)]
     if not planned.payloads:
         runs.finish_run(db, run, result=planned.result_if_empty or planned.result)
     db.commit()
     units = [Unit(run.id, unit_no, payload) for unit_no, payload in enumerate(planned.payloads)]
-    summary = {"status": "started", "run_id": str(run.id), **planned.summary}
-    if lost_after_seconds is not None:
-        summary["republished"] = len(lost)
-    return Plan(run.id, units + lost, summary)
+    return Plan(run.id, units, {"status": "started", "run_id": str(run.id), **planned.summary})
 
 
 def claim(db: Session, unit: Unit, status: str = "done") -> bool:

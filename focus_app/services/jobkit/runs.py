@@ -3,7 +3,7 @@
 A run is split into units written to PostgreSQL before their messages are published. A unit is
 claimed with a compare-and-set in the same transaction as its work, so a duplicate delivery is a
 no-op and the run's counters add up exactly once; a unit whose message was lost stays pending and
-is published again.
+is published again (services/ops/inflight.py).
 """
 
 from __future__ import annotations
@@ -96,21 +96,30 @@ def request_run(
     )  # fmt: skip
 
 
-def stale_requests(db: Session, job_name: str, older_than_seconds: int) -> list[tuple[str, dict[str, Any]]]:
-    """(task id, kwargs) of the job's runs still pending this long after they were asked for: their
-    message was never published, or was lost. Publishing one again under its task id is safe (the
-    first delivery takes the run over; a later one finds it taken and resumes it)."""
+@dataclass(frozen=True)
+class RequestedRun:
+    """A run recorded before its task was published; its job name is its task's name."""
+
+    job_name: str
+    task_id: str
+    kwargs: dict[str, Any]
+
+
+def stale_requests(db: Session, older_than_seconds: int) -> list[RequestedRun]:
+    """Runs still pending this long after they were asked for: their message was never published,
+    or was lost. Publishing one again under its task id is safe (the first delivery takes the run
+    over; a later one finds it taken and resumes it)."""
     rows = db.execute(
-        select(JobRun.task_id, JobRun.result)
+        select(JobRun.job_name, JobRun.task_id, JobRun.result)
         .where(
-            JobRun.job_name == job_name,
             JobRun.status == "pending",
             JobRun.task_id.is_not(None),
             JobRun.started_at < func.now() - timedelta(seconds=older_than_seconds),
         )
         .order_by(JobRun.started_at)
     ).all()
-    return [(row.task_id, (row.result or {}).get("requested", {})) for row in rows]
+    db.rollback()
+    return [RequestedRun(row.job_name, row.task_id, (row.result or {}).get("requested", {})) for row in rows]
 
 
 def add_units(db: Session, run: JobRun, payloads: list[list[Any]]) -> None:
@@ -129,25 +138,6 @@ def pending_units(db: Session, run_id: uuid.UUID) -> list[tuple[int, list[Any]]]
         .order_by(JobRunUnit.unit_no)
     ).all()
     return [(row.unit_no, row.payload) for row in rows]
-
-
-def stale_pending_units(
-    db: Session, job_name: str, older_than_seconds: int
-) -> list[tuple[uuid.UUID, int, list[Any]]]:
-    """Units still pending long after they were published: their message was probably lost. A
-    cancelled run's units are never among them."""
-    rows = db.execute(
-        select(JobRunUnit.run_id, JobRunUnit.unit_no, JobRunUnit.payload)
-        .join(JobRun, JobRun.id == JobRunUnit.run_id)
-        .where(
-            JobRun.job_name == job_name,
-            JobRun.status != "cancelled",
-            JobRunUnit.status == "pending",
-            JobRunUnit.created_at < func.now() - timedelta(seconds=older_than_seconds),
-        )
-        .order_by(JobRunUnit.created_at)
-    ).all()
-    return [(row.run_id, row.unit_no, row.payload) for row in rows]
 
 
 def claim_unit(db: Session, run_id: uuid.UUID, unit_no: int, status: str = "done") -> bool:
