@@ -37,8 +37,8 @@ PUBLISH_LIMIT_SECONDS = 1.0
 FAST_SWEEPERS = {
     "ANALYSIS_SWEEP_INTERVAL_SECONDS": "2",
     "ANALYSIS_REPUBLISH_AFTER_SECONDS": "2",
-    "INTELLIGENCE_RETRY_INTERVAL_SECONDS": "2",
     "UNIT_REPUBLISH_AFTER_SECONDS": "2",
+    "UNIT_SWEEP_INTERVAL_SECONDS": "2",
 }
 PUBLISHING = ("analyze", "chat", "trigger")
 NORMAL_STATUS = {"analyze": 202, "chat": 201, "trigger": 202, "health": 200, "active": 200}
@@ -185,7 +185,7 @@ def test_publishing_never_holds_a_web_request(faults, auth_headers, case):
     answers = load.answers
 
     # The outage's work is in PostgreSQL; the worker and beat (fast sweepers) publish and do it.
-    faults.worker("web-outage", "analysis,intelligence", concurrency=2, **FAST_SWEEPERS)
+    faults.worker("web-outage", "analysis,intelligence,default", concurrency=2, **FAST_SWEEPERS)
     faults.beat("beat-web-outage", **FAST_SWEEPERS)
 
     def unpublished() -> int:
