@@ -89,4 +89,19 @@ def _engine(url: str, **options: Any) -> Engine:
         if not alive:
             raise exc.DisconnectionError("connection failed its ping")
 
+    @event.listens_for(engine, "handle_error")
+    def closed_is_a_disconnect(context: Any) -> None:
+        """An error that left psycopg2's connection closed is a lost connection, whatever its
+        message: a backend killed at the wrong moment can surface as a bare DatabaseError ("error
+        with status PGRES_TUPLES_OK and no message from the libpq") that SQLAlchemy's message list
+        does not know, which was a 500 instead of a 503 (SQLAlchemy's handle_error recipe)."""
+        if context.is_disconnect or context.connection is None:
+            return
+        try:
+            closed = bool(context.connection.connection.dbapi_connection.closed)
+        except (AttributeError, exc.SQLAlchemyError):
+            return
+        if closed:
+            context.is_disconnect = True
+
     return engine

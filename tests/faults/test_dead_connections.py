@@ -175,6 +175,11 @@ def _problems(answers: list[Answer], log_text: str) -> dict[str, list[str]]:
     return {kind: found for kind, found in problems.items() if found}
 
 
+def _error_lines(log_text: str) -> list[str]:
+    """The app's ERROR lines (with their tracebacks), to name the cause of a wrong answer."""
+    return [line[:3000] for line in log_text.splitlines() if '"level": "ERROR"' in line][:5]
+
+
 def _recovery_seconds(answers: list[Answer], fault_ended: float, until: float) -> float:
     """Seconds from the end of a fault to the last failed answer before `until` (0: none failed)."""
     failed = [a.at for a in answers if fault_ended <= a.at < until and a.status >= 500]
@@ -211,7 +216,10 @@ def test_terminated_backends_answer_503_json_and_the_pool_recovers(faults, web):
         f"({during} during), statuses {dict(sorted(statuses.items()))}; recovered in {recovery:.1f} s"
     )
     problems = _problems(answers, web.output())
-    assert not problems, {kind: (len(found), found[:5]) for kind, found in problems.items()}
+    assert not problems, (
+        {kind: (len(found), found[:5]) for kind, found in problems.items()},
+        _error_lines(web.output()),
+    )
     assert killed["idle in transaction"] >= 5, killed  # the fault really hit the teardown window
     assert statuses[503] > 0, statuses
     assert recovery < RECOVERY_LIMIT_SECONDS
