@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 import redis
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from focus_app.config import Settings
 from focus_app.db import sqlalchemy_url
-from focus_app.devservers import free_port, start_postgres, start_redis
+from focus_app.devservers import ensure_database, free_port, start_postgres, start_redis
 
 TEST_SECRET = "test-secret-0123456789abcdef0123456789"
 TEST_ADMIN_KEY = "test-admin-key-0123456789abcdef"
@@ -30,6 +31,8 @@ def database_url(tmp_path_factory) -> Iterator[str]:
     url = os.environ.get("TEST_DATABASE_URL")
     server = None
     if url:
+        url = _per_test_process(url)
+        ensure_database(url)
         _reset_schema(url)
     else:
         server = start_postgres(tmp_path_factory.mktemp("postgres") / "data", "focus_test")
@@ -44,6 +47,7 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
     url = os.environ.get("TEST_REDIS_URL")
     server = None
     if url:
+        url = _per_test_process(url)
         redis.Redis.from_url(url).flushdb()
     else:
         server = start_redis(tmp_path_factory.mktemp("redis"), free_port())
@@ -98,6 +102,20 @@ def celery_call(settings: Settings, task_name: str, kwargs: str) -> str:
     )
     assert completed.returncode == 0, completed.stderr
     return completed.stdout.strip().splitlines()[-1]
+
+
+def _per_test_process(url: str) -> str:
+    """`make test` runs three pytest processes (xdist): each gets a database of its own on your
+    servers (`<name>_gw1`, Redis database 1 + n), since each wipes what it uses."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    parsed = make_url(url)
+    if parsed.drivername.startswith("redis"):
+        return parsed.set(database=str(1 + int(worker.removeprefix("gw")))).render_as_string(
+            hide_password=False
+        )
+    return parsed.set(database=f"{parsed.database}_{worker}").render_as_string(hide_password=False)
 
 
 def _reset_schema(url: str) -> None:
