@@ -20,6 +20,21 @@ log = logging.getLogger(__name__)
 PING_AFTER_IDLE_SECONDS = 5.0
 
 
+def connection_lost(error: exc.SQLAlchemyError) -> bool:
+    """The error means the database connection is gone (down, restarted, failed over, its backend
+    terminated), so the client may retry: a DBAPI error SQLAlchemy judged a disconnect or that is
+    operational, the pool giving up on checkout after its reconnect attempts ("This connection is
+    closed"), or a use of a session whose connection was invalidated under it."""
+    if isinstance(error, exc.DBAPIError):
+        return isinstance(error, exc.OperationalError | exc.InterfaceError) or error.connection_invalidated
+    if isinstance(error, exc.DisconnectionError):
+        return True
+    message = str(error)
+    return isinstance(error, exc.InvalidRequestError) and (
+        "connection is closed" in message or "invalid transaction" in message
+    )
+
+
 def sqlalchemy_url(url: str) -> str:
     """Pin the psycopg2 driver: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3."""
     if url.startswith("postgresql://"):

@@ -12,11 +12,12 @@ import redis
 from flask import Flask, request
 from flask_smorest import Api
 from kombu.exceptions import OperationalError as BrokerError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 from focus_app.api.base import apply_body_limit, reject_unknown_query_arguments, reject_unstorable
 from focus_app.api.ops.metrics import blueprint as metrics_blueprint
+from focus_app.db import connection_lost
 from focus_app.services.jobkit.errors import Conflict, DomainError, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
@@ -109,13 +110,13 @@ def _register_error_handlers(app: Flask, api: Api) -> None:
     def internal_error(error: InternalServerError) -> tuple[dict[str, Any], int, Any]:
         return _internal_error(api, error)
 
-    @app.errorhandler(DBAPIError)
-    def database_error(error: DBAPIError) -> tuple[dict[str, Any], int, Any]:
-        """A lost or refused connection (down, restarted, failed over, its backend terminated) is
-        a 503 the client may retry; the pool has replaced the connection. Any other is a bug."""
-        if not (isinstance(error, OperationalError | InterfaceError) or error.connection_invalidated):
+    @app.errorhandler(SQLAlchemyError)
+    def database_error(error: SQLAlchemyError) -> tuple[dict[str, Any], int, Any]:
+        """A lost or refused connection is a 503 the client may retry; the pool has replaced the
+        connection. Any other is a bug."""
+        if not connection_lost(error):
             return _internal_error(api, InternalServerError(original_exception=error))
-        log.error("database unavailable: %s", error.orig)
+        log.error("database unavailable: %s", getattr(error, "orig", None) or error)
         return api.handle_http_exception(
             _with_message(ServiceUnavailable(), "database unavailable, try again shortly")
         )

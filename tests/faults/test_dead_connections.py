@@ -175,9 +175,16 @@ def _problems(answers: list[Answer], log_text: str) -> dict[str, list[str]]:
     return {kind: found for kind, found in problems.items() if found}
 
 
+def _fail_on(problems: dict[str, list[str]], log_text: str) -> None:
+    """Fails naming each kind of wrong answer and the app's error lines, in full."""
+    if problems:
+        found = {kind: (len(seen), seen[:5]) for kind, seen in problems.items()}
+        pytest.fail(f"{found}\n" + "\n".join(_error_lines(log_text)), pytrace=False)
+
+
 def _error_lines(log_text: str) -> list[str]:
-    """The app's ERROR lines (with their tracebacks), to name the cause of a wrong answer."""
-    return [line[:3000] for line in log_text.splitlines() if '"level": "ERROR"' in line][:5]
+    """The app's unhandled-error lines (with their tracebacks), to name the cause of a 500."""
+    return [line[:4000] for line in log_text.splitlines() if '"message": "unhandled error"' in line][:5]
 
 
 def _recovery_seconds(answers: list[Answer], fault_ended: float, until: float) -> float:
@@ -215,11 +222,7 @@ def test_terminated_backends_answer_503_json_and_the_pool_recovers(faults, web):
         f"FAULTS backends terminated for {KILL_SECONDS} s: {dict(killed)} killed; {len(answers)} requests "
         f"({during} during), statuses {dict(sorted(statuses.items()))}; recovered in {recovery:.1f} s"
     )
-    problems = _problems(answers, web.output())
-    assert not problems, (
-        {kind: (len(found), found[:5]) for kind, found in problems.items()},
-        _error_lines(web.output()),
-    )
+    _fail_on(_problems(answers, web.output()), web.output())
     assert killed["idle in transaction"] >= 5, killed  # the fault really hit the teardown window
     assert statuses[503] > 0, statuses
     assert recovery < RECOVERY_LIMIT_SECONDS
@@ -245,7 +248,6 @@ def test_postgres_restarts_under_load_answer_503_json_and_recover(faults, web):
         f"FAULTS PostgreSQL restarted {RESTARTS} times under load: {len(answers)} requests, statuses "
         f"{dict(sorted(statuses.items()))}; recovered in {', '.join(f'{r:.1f}' for r in recoveries)} s"
     )
-    problems = _problems(answers, web.output())
-    assert not problems, {kind: (len(found), found[:5]) for kind, found in problems.items()}
+    _fail_on(_problems(answers, web.output()), web.output())
     assert statuses[503] > 0, statuses
     assert max(recoveries) < RECOVERY_LIMIT_SECONDS
