@@ -22,7 +22,7 @@ import redis
 from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
 
-from focus_app.extensions import db_session, redis_client
+from focus_app.extensions import db_session, redis_client, settings
 from focus_app.services.analysis.jobs import RunMessage, record_published
 from focus_app.services.jobkit import fanout
 from focus_app.services.jobkit.fanout import Unit
@@ -30,7 +30,7 @@ from focus_app.services.ops import task_owners
 
 log = logging.getLogger(__name__)
 
-# What a broker (or the result backend that subscribes before a publish) raises while it is down.
+# What a broker, or Redis recording a task's owner, raises while it is down or refusing writes.
 BROKER_DOWN: tuple[type[BaseException], ...] = (BrokerError, redis.RedisError, OSError)
 
 # Monotonic time until which this process does not try to publish (see the module docstring).
@@ -49,7 +49,7 @@ def resume(**_kwargs: object) -> None:
 
 def _pause(task_name: str, what: str, exc: BaseException) -> None:
     global _paused_until
-    seconds = current_app.extensions["settings"].publish_pause_seconds
+    seconds = settings().publish_pause_seconds
     _paused_until = time.monotonic() + seconds
     log.warning(
         "%s unavailable, %s not published now (its sweeper will); no publishing for %.0f s: %s",

@@ -25,17 +25,11 @@ from sqlalchemy import select
 
 from focus_app.models import JobRun
 from tests.faults.harness import wait_for
+from tests.faults.test_two_beats import FAST, INTERVAL, JOBS, RUN_FOR_SECONDS
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 SKEW_SECONDS = 300
-INTERVAL = 2
-RUN_FOR_SECONDS = 14
-JOBS = ("focus.update_profiles", "intelligence.retry_failed")
-FAST = {
-    "PROFILE_UPDATE_INTERVAL_SECONDS": str(INTERVAL),
-    "INTELLIGENCE_RETRY_INTERVAL_SECONDS": str(INTERVAL),
-}
 
 
 def skewed(seconds: int) -> dict[str, str]:
